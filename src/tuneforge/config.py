@@ -1,0 +1,72 @@
+"""Typed training configuration that validates at the edge and round-trips to YAML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tuneforge.errors import ConfigError
+
+
+class TrainConfig(BaseModel):
+    """Everything that decides how a model is trained; defaults that work on a CPU."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: str = "auto"
+    base: str = "minilm"
+    epochs: float = Field(4.0, gt=0, description="passes over the training data")
+    lr: float | None = Field(None, gt=0, description="learning rate; None = the method's default")
+    batch_size: int = Field(32, ge=1)
+    grad_accum: int = Field(1, ge=1, description="batches per optimizer step")
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0)
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    class_weights: Literal["auto", "balanced", "none"] = "auto"
+    max_length: int = Field(128, ge=8)
+    seed: int = 42
+    eval_every: float = Field(1.0, gt=0, description="evaluate every this many epochs")
+    val_fraction: float = Field(0.1, gt=0, lt=0.5, description="held out when no eval data")
+    early_stopping: int = Field(2, ge=0, description="evaluations without improvement; 0 = off")
+    metric: Literal["accuracy", "macro_f1"] = "accuracy"
+    max_minutes: float | None = Field(None, gt=0)
+    checkpoint_every: int = Field(200, ge=0, description="optimizer steps; 0 = only at evals")
+    bf16: bool = False
+    compile: bool = False
+    threads: int | None = Field(None, ge=1)
+    method_options: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def build(cls, **values: Any) -> TrainConfig:
+        """Build from keyword values, dropping Nones so defaults apply; errors become ConfigError."""
+        try:
+            return cls(**{k: v for k, v in values.items() if v is not None})
+        except ValidationError as exc:
+            raise ConfigError(_explain(exc)) from None
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    @classmethod
+    def from_yaml(cls, text_or_path: str | Path) -> TrainConfig:
+        text = Path(text_or_path).read_text() if _is_path(text_or_path) else str(text_or_path)
+        data = yaml.safe_load(text) or {}
+        if not isinstance(data, dict):
+            raise ConfigError("A config YAML must be a mapping of option: value.")
+        return cls.build(**data)
+
+
+def _is_path(value: str | Path) -> bool:
+    return isinstance(value, Path) or (len(str(value)) < 4096 and "\n" not in str(value)
+                                       and Path(str(value)).is_file())
+
+
+def _explain(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        lines.append(f"Invalid config value for '{where}': {err['msg']} (got {err.get('input')!r}).")
+    return " ".join(lines) + " See `tuneforge train --help` for valid options."

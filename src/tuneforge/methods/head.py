@@ -1,0 +1,90 @@
+"""`head`: frozen encoder, embeddings computed once (cached on disk), a linear or MLP head on top.
+
+The fastest method: the encoder runs once per text, ever. Logistic regression picks its
+regularization on the validation split; its weights become a plain linear head, so the
+artifact has the same shape as every other method's.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+
+from tuneforge.methods.base import Method, MethodContext, MethodOptions, register_method
+from tuneforge.methods.embedding_cache import cached_embeddings
+from tuneforge.models.classifier import TextClassifier
+
+
+class HeadOptions(MethodOptions):
+    classifier: Literal["logreg", "mlp"] = "logreg"
+    C: list[float] = [1.0, 4.0, 16.0, 64.0]  # logreg: the best on validation is kept
+    hidden: int = 512  # mlp width
+    cache: bool = True
+
+
+@register_method
+class HeadMethod(Method):
+    name = "head"
+    Options = HeadOptions
+    default_lr = 1e-3
+
+    def fit(self, ctx: MethodContext) -> TextClassifier:
+        opts = self.options
+        kind = "mlp" if opts.classifier == "mlp" else "linear"
+        model = ctx.new_classifier(ctx.load_encoder(), head=kind, normalize=True,
+                                   hidden=opts.hidden if kind == "mlp" else 0)
+        x_train = cached_embeddings(model, ctx, ctx.train.texts, use_cache=opts.cache)
+        x_val = cached_embeddings(model, ctx, ctx.val.texts, use_cache=opts.cache)
+        if opts.classifier == "logreg":
+            self._fit_logreg(ctx, model, x_train, x_val)
+        else:
+            ctx.trainer(self.lr(ctx.config)).fit(
+                ctx.task(model.head, list(torch.from_numpy(x_train)),
+                         list(torch.from_numpy(x_val)), _stack, lengths=lambda _: 1))
+        return model
+
+    def _fit_logreg(self, ctx, model, x_train, x_val) -> None:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.multiclass import OneVsRestClassifier
+
+        y_train = ctx.targets(ctx.train).numpy()
+        y_val = ctx.targets(ctx.val).numpy()
+        weight = "balanced" if ctx.config.class_weights == "balanced" else None
+        best, best_score = None, -1.0
+        for c in self.options.C:
+            clf = LogisticRegression(C=c, max_iter=2000, class_weight=weight,
+                                     random_state=ctx.config.seed)
+            clf = OneVsRestClassifier(clf) if ctx.multi_label else clf
+            clf.fit(x_train, y_train)
+            score = clf.score(x_val, y_val)
+            if score > best_score:
+                best, best_score = clf, score
+        _copy_into_linear(best, model.head[-1], len(ctx.label_names), ctx.multi_label)
+
+
+def _stack(vectors: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {"input": torch.stack(vectors)}
+
+
+def _copy_into_linear(clf, linear: torch.nn.Linear, n_labels: int, multi_label: bool) -> None:
+    """LogisticRegression weights → the head's Linear layer (same probabilities)."""
+    if multi_label:
+        coef = np.vstack([e.coef_ for e in clf.estimators_])
+        bias = np.concatenate([e.intercept_ for e in clf.estimators_])
+    else:
+        coef, bias = _full_coef(clf, n_labels)
+    with torch.no_grad():
+        linear.weight.copy_(torch.as_tensor(coef, dtype=torch.float32))
+        linear.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
+
+
+def _full_coef(clf, n_labels: int) -> tuple[np.ndarray, np.ndarray]:
+    coef, bias = clf.coef_, clf.intercept_
+    if coef.shape[0] == 1:  # binary: sigmoid(w.x+b) == softmax([-w/2, w/2])
+        coef, bias = np.vstack([-coef / 2, coef / 2]), np.concatenate([-bias / 2, bias / 2])
+    full_w = np.zeros((n_labels, coef.shape[1]))
+    full_b = np.full(n_labels, -1e4)  # classes absent from training can never win
+    full_w[clf.classes_], full_b[clf.classes_] = coef, bias
+    return full_w, full_b

@@ -1,0 +1,55 @@
+"""`TextClassifier`: a Hugging Face encoder, pooling and a linear/MLP head — the one shape every
+method trains and every downstream tool (eval, export, serve) reads."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Average of token vectors, ignoring padding (sentence-transformers' pooling)."""
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
+
+
+class Pooler(nn.Module):
+    """Mean or CLS pooling, optionally L2-normalized (the sentence-embedding space)."""
+
+    def __init__(self, mode: str = "mean", normalize: bool = False) -> None:
+        super().__init__()
+        if mode not in ("mean", "cls"):
+            raise ValueError(f"pooling must be 'mean' or 'cls', got {mode!r}")
+        self.mode, self.normalize = mode, normalize
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        pooled = mean_pool(hidden, mask) if self.mode == "mean" else hidden[:, 0]
+        return nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
+
+
+def build_head(dim: int, n_labels: int, kind: str = "linear", hidden: int = 0,
+               dropout: float = 0.1) -> nn.Module:
+    if kind == "linear":
+        return nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, n_labels))
+    if kind == "mlp":
+        width = hidden or dim
+        return nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, width), nn.GELU(),
+                             nn.Dropout(dropout), nn.Linear(width, n_labels))
+    raise ValueError(f"head kind must be 'linear' or 'mlp', got {kind!r}")
+
+
+class TextClassifier(nn.Module):
+    """encoder → pooler → head. `forward` returns logits; `embed` returns pooled vectors."""
+
+    def __init__(self, encoder: nn.Module, head: nn.Module, pooler: Pooler) -> None:
+        super().__init__()
+        self.encoder, self.head, self.pooler = encoder, head, pooler
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+              **extra: torch.Tensor) -> torch.Tensor:
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra)
+        return self.pooler(out.last_hidden_state, attention_mask)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                **extra: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(input_ids, attention_mask, **extra))

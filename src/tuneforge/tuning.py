@@ -1,0 +1,101 @@
+"""`tune`: data file in, trained and evaluated `TunedModel` out — the one-call public API."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from tuneforge.artifact import (ArtifactConfig, environment_versions, invoking_command, now_iso)
+from tuneforge.config import TrainConfig
+from tuneforge.data import (TextDataset, check_trainable, data_warnings, dataset_stats, load_data,
+                            stratified_split)
+from tuneforge.methods import MethodContext, get_method
+from tuneforge.methods.auto import choose_method
+from tuneforge.models.registry import resolve_base
+from tuneforge.runtime import TorchRuntime
+from tuneforge.training.progress import console
+from tuneforge.tuned_model import LOG_FILE, TunedModel
+
+
+def _as_dataset(data, text_col, label_col, require_labels=True) -> TextDataset:
+    if isinstance(data, TextDataset):
+        return data
+    return load_data(data, text_col, label_col, require_labels=require_labels)
+
+
+def tune(train: str | Path | TextDataset, eval_data: str | Path | TextDataset | None = None, *,
+         method: str | None = None, base: str | None = None, out: str | Path | None = None,
+         val_data: str | Path | TextDataset | None = None, text_col: str | None = None,
+         label_col: str | None = None, config: TrainConfig | None = None, resume: bool = False,
+         progress: bool = True, on_step=None, **options) -> TunedModel:
+    """Train a text classifier on `train`; evaluate on `eval_data`; save to `out` if given.
+
+    Validation for early stopping is `val_data`, or a stratified split of `train`; `eval_data`
+    is only scored at the end, so its figures are honest.
+    """
+    cfg = config or TrainConfig.build(method=method, base=base, **options)
+    if config is not None and (method or base or options):
+        cfg = cfg.model_copy(update={k: v for k, v in
+                                     dict(method=method, base=base, **options).items() if v})
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    train_ds = _as_dataset(train, text_col, label_col)
+    check_trainable(train_ds)
+    eval_ds = _as_dataset(eval_data, text_col, label_col) if eval_data is not None else None
+    if val_data is not None:
+        fit_ds, val_ds = train_ds, _as_dataset(val_data, text_col, label_col)
+    else:
+        fit_ds, val_ds = stratified_split(train_ds, cfg.val_fraction, cfg.seed)
+    base_model = resolve_base(cfg.base)
+    name, reason = (choose_method(train_ds, cfg.max_minutes) if cfg.method == "auto"
+                    else (cfg.method, "chosen by the user"))
+    method_impl = get_method(name, cfg.method_options)
+    if cfg.method == "auto":
+        console.print(f"[bold]method auto → {name}[/]: {reason}")
+    workdir = Path(str(out) + ".ckpt") if out else Path(tempfile.mkdtemp(prefix="tuneforge-"))
+    if workdir.exists() and not resume:
+        shutil.rmtree(workdir)
+    ctx = MethodContext(cfg, base_model, fit_ds, val_ds, train_ds.label_names, workdir=workdir,
+                        resume=resume, progress=progress, log_dir=workdir / "logs", on_step=on_step)
+    lengths = [len(x) for x in ctx.tokenize(train_ds.texts)]
+    max_len = min(cfg.max_length, base_model.max_length)
+    for warning in data_warnings(train_ds, eval_ds, lengths, max_len):
+        console.print(f"[yellow]warning:[/] {warning}")
+    classifier = method_impl.fit(ctx)
+    config_out = ArtifactConfig(
+        labels=train_ds.label_names, multi_label=train_ds.multi_label, method=name,
+        method_reason=reason, base=cfg.base, text_prefix=base_model.text_prefix,
+        max_length=max_len, pooling=classifier.spec["pooling"],
+        normalize=classifier.spec["normalize"], head=classifier.spec["head"],
+        head_hidden=classifier.spec["hidden"], train_config=cfg.model_dump(mode="json"),
+        data=dataset_stats(train_ds, lengths, max_len), versions=environment_versions(),
+        created=now_iso(), command=invoking_command())
+    model = TunedModel(TorchRuntime(classifier), ctx.load_tokenizer(), config_out,
+                       log=_read_log(workdir / "logs" / LOG_FILE))
+    model.extra_files = [lambda d: _copy_tensorboard(workdir / "logs", d)]
+    model.metrics["validation"] = model.evaluate(val_ds).summary()
+    if eval_ds is not None:
+        result = model.evaluate(eval_ds)
+        model.metrics["eval"] = result.to_dict()
+        model.eval_result = result
+    if out:
+        model.save(out)
+        shutil.rmtree(workdir, ignore_errors=True)  # the run finished: checkpoints are spent
+    return model
+
+
+def _read_log(file: Path) -> list[dict]:
+    import json
+
+    return [json.loads(x) for x in file.read_text().splitlines()] if file.exists() else []
+
+
+def _copy_tensorboard(log_dir: Path, target: Path) -> None:
+    events = list(log_dir.glob("events.out.tfevents.*")) if log_dir.exists() else []
+    if events:
+        (target / "logs").mkdir(exist_ok=True)
+        for file in events:
+            shutil.copy2(file, target / "logs" / file.name)
