@@ -25,11 +25,16 @@ __all__ = [*_EXPORTS, "__version__"]
 if TYPE_CHECKING:
     from tuneforge.config import TrainConfig
     from tuneforge.data.dataset import TextDataset, load_data
-    from tuneforge.errors import (ArtifactError, ConfigError, DataError, ModelNotFoundError,
-                                  TuneforgeError)
+    from tuneforge.errors import (
+        ArtifactError,
+        ConfigError,
+        DataError,
+        ModelNotFoundError,
+        TuneforgeError,
+    )
     from tuneforge.methods.base import register_method
-    from tuneforge.tuning import tune
     from tuneforge.tuned_model import Prediction, TunedModel
+    from tuneforge.tuning import tune
 
 
 def __getattr__(name: str):

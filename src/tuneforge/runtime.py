@@ -13,8 +13,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tuneforge.artifact import ArtifactConfig
-from tuneforge.models.registry import quiet_hf
 from tuneforge.models.classifier import Pooler, TextClassifier, build_head
+from tuneforge.models.registry import quiet_hf
 
 ENCODER_DIR, HEAD_FILE = "encoder", "head.safetensors"
 

@@ -8,10 +8,16 @@ from pathlib import Path
 
 import torch
 
-from tuneforge.artifact import (ArtifactConfig, environment_versions, invoking_command, now_iso)
+from tuneforge.artifact import ArtifactConfig, environment_versions, invoking_command, now_iso
 from tuneforge.config import TrainConfig
-from tuneforge.data import (TextDataset, check_trainable, data_warnings, dataset_stats, load_data,
-                            stratified_split)
+from tuneforge.data import (
+    TextDataset,
+    check_trainable,
+    data_warnings,
+    dataset_stats,
+    load_data,
+    stratified_split,
+)
 from tuneforge.methods import MethodContext, get_method
 from tuneforge.methods.auto import choose_method
 from tuneforge.models.registry import resolve_base

@@ -1,7 +1,13 @@
 """Methods behind one registry: add a module with a `@register_method` class and import it here."""
 
 from tuneforge.methods import full, head, lora, partial  # noqa: F401  (registers them)
-from tuneforge.methods.base import (METHODS, Method, MethodContext, MethodOptions, get_method,
-                                    register_method)
+from tuneforge.methods.base import (
+                                    METHODS,
+                                    Method,
+                                    MethodContext,
+                                    MethodOptions,
+                                    get_method,
+                                    register_method,
+)
 
 __all__ = ["METHODS", "Method", "MethodContext", "MethodOptions", "get_method", "register_method"]

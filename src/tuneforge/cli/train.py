@@ -1,0 +1,71 @@
+"""`tuneforge train`: fine-tune a classifier from a labelled file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from tuneforge.cli.app import app
+
+
+@app.command(epilog="Examples:\n\n"
+             "tuneforge train train.csv --eval test.csv --out runs/bank77\n\n"
+             "tuneforge train train.csv --method lora --epochs 3 --out runs/lora\n\n"
+             "tuneforge train train.csv --out runs/x --resume   (continue a killed run)")
+def train(
+    data: Path = typer.Argument(..., help="Training file: CSV, TSV, JSONL or Parquet."),
+    eval_file: Path | None = typer.Option(None, "--eval", help="Held-out file scored at the end."),
+    val_file: Path | None = typer.Option(None, "--val", help="Validation file for early "
+                                         "stopping (default: a stratified split of DATA)."),
+    out: Path = typer.Option(Path("runs/model"), "--out", "-o", help="Artifact directory."),
+    method: str | None = typer.Option(None, help="auto, head, full, lora, partial, ..."),
+    base: str | None = typer.Option(None, help="minilm, e5-multilingual, or a local HF dir."),
+    text_col: str | None = typer.Option(None, help="Text column (auto-detected)."),
+    label_col: str | None = typer.Option(None, help="Label column (auto-detected)."),
+    config: Path | None = typer.Option(None, help="YAML TrainConfig; flags override it."),
+    epochs: float | None = typer.Option(None), lr: float | None = typer.Option(None),
+    batch_size: int | None = typer.Option(None), grad_accum: int | None = typer.Option(None),
+    max_length: int | None = typer.Option(None), seed: int | None = typer.Option(None),
+    max_minutes: float | None = typer.Option(None, help="Stop training after this budget."),
+    early_stopping: int | None = typer.Option(None, help="Patience in evaluations; 0 = off."),
+    option: list[str] = typer.Option([], "--option", "-O",
+                                     help="Method option KEY=VALUE (YAML value), repeatable."),
+    resume: bool = typer.Option(False, help="Continue from the last checkpoint of --out."),
+    progress: bool = typer.Option(True, help="Show the progress bar."),
+) -> None:
+    """Train a text classifier and save a self-contained model directory."""
+    from rich.console import Console
+
+    from tuneforge.config import TrainConfig
+    from tuneforge.tuning import tune
+
+    values = dict(method=method, base=base, epochs=epochs, lr=lr, batch_size=batch_size,
+                  grad_accum=grad_accum, max_length=max_length, seed=seed,
+                  max_minutes=max_minutes, early_stopping=early_stopping)
+    base_cfg = TrainConfig.from_yaml(config) if config else TrainConfig()
+    merged = {**base_cfg.model_dump(), **{k: v for k, v in values.items() if v is not None}}
+    merged["method_options"] = {**merged["method_options"], **parse_options(option)}
+    cfg = TrainConfig.build(**merged)
+    model = tune(data, eval_file, val_data=val_file, out=out, text_col=text_col,
+                 label_col=label_col, config=cfg, resume=resume, progress=progress)
+    console = Console()
+    if getattr(model, "eval_result", None) is not None:
+        console.print(model.eval_result.table(f"Evaluation on {eval_file}"))
+    console.print(f"validation: {json.dumps(model.metrics['validation'])}")
+    console.print(f"[bold green]Saved model to {out}[/] (method {model.config.method}).")
+
+
+def parse_options(pairs: list[str]) -> dict:
+    import yaml
+
+    from tuneforge.errors import ConfigError
+
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--option expects KEY=VALUE, got '{pair}' (e.g. -O top_layers=3).")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out

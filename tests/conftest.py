@@ -1,0 +1,84 @@
+"""Shared fixtures: a tiny random-weight BERT built in the test (offline, seconds) and tiny data."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+TOPICS = {
+    "card": ["card", "arrived", "delivery", "post", "mail", "lost", "plastic", "pin"],
+    "refund": ["refund", "money", "back", "return", "merchant", "charge", "reverse", "owed"],
+    "transfer": ["transfer", "bank", "account", "send", "iban", "pending", "wire", "sepa"],
+}
+FILLER = ["my", "the", "is", "a", "please", "help", "i", "want", "when", "will", "why", "not"]
+
+
+def make_texts(n_per_class: int, seed: int = 0) -> list[tuple[str, str]]:
+    """Synthetic but learnable data: each class has its own keywords among shared filler."""
+    rng = random.Random(seed)
+    rows = []
+    for label, words in TOPICS.items():
+        for _ in range(n_per_class):
+            n = rng.randint(4, 12)
+            tokens = [rng.choice(words) if rng.random() < 0.5 else rng.choice(FILLER)
+                      for _ in range(n)]
+            tokens[rng.randrange(n)] = rng.choice(words)
+            rows.append((" ".join(tokens), label))
+    rng.shuffle(rows)
+    return rows
+
+
+def write_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["text", "label"])
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A 2-layer, 32-dim random BERT with a word-level vocab of the fixture words."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    words = sorted({w for ws in TOPICS.values() for w in ws} | set(FILLER))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, *"abcdefghijklmnopqrstuvwxyz"]
+    BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(path)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    BertModel(config).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("data")
+    return {"train": write_csv(root / "train.csv", make_texts(40, seed=1)),
+            "test": write_csv(root / "test.csv", make_texts(10, seed=2))}
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNEFORGE_CACHE", str(tmp_path / "cache"))
+
+
+def shared_data(*parts: str) -> Path:
+    """Path into ../shared/data, or skip the test with the reason."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"needs {path} (the shared data sets are not in a user's clone)")
+    return path
