@@ -29,8 +29,9 @@ def make_texts(n_per_class: int, seed: int = 0) -> list[tuple[str, str]]:
     for label, words in TOPICS.items():
         for _ in range(n_per_class):
             n = rng.randint(4, 12)
-            tokens = [rng.choice(words) if rng.random() < 0.5 else rng.choice(FILLER)
-                      for _ in range(n)]
+            tokens = [
+                rng.choice(words) if rng.random() < 0.5 else rng.choice(FILLER) for _ in range(n)
+            ]
             tokens[rng.randrange(n)] = rng.choice(words)
             rows.append((" ".join(tokens), label))
     rng.shuffle(rows)
@@ -58,8 +59,14 @@ def tiny_bert(tmp_path_factory) -> Path:
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, *"abcdefghijklmnopqrstuvwxyz"]
     BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(path)
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     BertModel(config).save_pretrained(path)
     return path
 
@@ -67,8 +74,10 @@ def tiny_bert(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("data")
-    return {"train": write_csv(root / "train.csv", make_texts(40, seed=1)),
-            "test": write_csv(root / "test.csv", make_texts(10, seed=2))}
+    return {
+        "train": write_csv(root / "train.csv", make_texts(40, seed=1)),
+        "test": write_csv(root / "test.csv", make_texts(10, seed=2)),
+    }
 
 
 @pytest.fixture(autouse=True)

@@ -12,12 +12,18 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "tune": "tuneforge.tuning", "TunedModel": "tuneforge.tuned_model",
-    "Prediction": "tuneforge.tuned_model", "TrainConfig": "tuneforge.config",
-    "load_data": "tuneforge.data.dataset", "TextDataset": "tuneforge.data.dataset",
-    "register_method": "tuneforge.methods.base", "TuneforgeError": "tuneforge.errors",
-    "DataError": "tuneforge.errors", "ConfigError": "tuneforge.errors",
-    "ModelNotFoundError": "tuneforge.errors", "ArtifactError": "tuneforge.errors",
+    "tune": "tuneforge.tuning",
+    "TunedModel": "tuneforge.tuned_model",
+    "Prediction": "tuneforge.tuned_model",
+    "TrainConfig": "tuneforge.config",
+    "load_data": "tuneforge.data.dataset",
+    "TextDataset": "tuneforge.data.dataset",
+    "register_method": "tuneforge.methods.base",
+    "TuneforgeError": "tuneforge.errors",
+    "DataError": "tuneforge.errors",
+    "ConfigError": "tuneforge.errors",
+    "ModelNotFoundError": "tuneforge.errors",
+    "ArtifactError": "tuneforge.errors",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

@@ -1,10 +1,10 @@
 """The artifact: one self-contained directory that eval, export, serve and apps read.
 
-    tuneforge.yaml   task, labels, method, base model, training config, calibration, versions
-    encoder/         Hugging Face encoder weights (adapters merged) and tokenizer
-    head.safetensors classification head
-    metrics.json     evaluation figures;  training_log.jsonl  loss/metric per step
-    README.md        model card
+tuneforge.yaml   task, labels, method, base model, training config, calibration, versions
+encoder/         Hugging Face encoder weights (adapters merged) and tokenizer
+head.safetensors classification head
+metrics.json     evaluation figures;  training_log.jsonl  loss/metric per step
+README.md        model card
 """
 
 from __future__ import annotations
@@ -58,20 +58,28 @@ class ArtifactConfig(BaseModel):
 
     def save(self, directory: Path) -> None:
         (directory / CONFIG_FILE).write_text(
-            yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True))
+            yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+        )
 
     @classmethod
     def load(cls, directory: Path) -> ArtifactConfig:
         file = Path(directory) / CONFIG_FILE
         if not file.exists():
-            hint = (" It looks like a Hugging Face model: use it as a base with --base."
-                    if (Path(directory) / "config.json").exists() else "")
-            raise ArtifactError(f"{directory} is not a tuneforge model: {CONFIG_FILE} is missing."
-                                f"{hint} Train one with `tuneforge train`.")
+            hint = (
+                " It looks like a Hugging Face model: use it as a base with --base."
+                if (Path(directory) / "config.json").exists()
+                else ""
+            )
+            raise ArtifactError(
+                f"{directory} is not a tuneforge model: {CONFIG_FILE} is missing."
+                f"{hint} Train one with `tuneforge train`."
+            )
         config = cls(**yaml.safe_load(file.read_text()))
         if config.format_version > FORMAT_VERSION:
-            raise ArtifactError(f"{directory} was written by a newer tuneforge (format "
-                                f"{config.format_version}); upgrade: pip install -U tuneforge")
+            raise ArtifactError(
+                f"{directory} was written by a newer tuneforge (format "
+                f"{config.format_version}); upgrade: pip install -U tuneforge"
+            )
         return config
 
 
@@ -100,25 +108,47 @@ def invoking_command() -> str:
 
 def model_card(config: ArtifactConfig, metrics: dict | None) -> str:
     """A README for the artifact: what it is, how it was made, how well it does."""
-    lines = [f"# tuneforge model: {config.task}", "",
-             f"- base model: `{config.base}`; method: `{config.method}`"
-             + (f" ({config.method_reason})" if config.method_reason else ""),
-             f"- labels ({len(config.labels)}): {', '.join(config.labels[:30])}"
-             + (" ..." if len(config.labels) > 30 else ""),
-             f"- multi-label: {config.multi_label}; created {config.created}", ""]
+    lines = [
+        f"# tuneforge model: {config.task}",
+        "",
+        f"- base model: `{config.base}`; method: `{config.method}`"
+        + (f" ({config.method_reason})" if config.method_reason else ""),
+        f"- labels ({len(config.labels)}): {', '.join(config.labels[:30])}"
+        + (" ..." if len(config.labels) > 30 else ""),
+        f"- multi-label: {config.multi_label}; created {config.created}",
+        "",
+    ]
     if config.data:
         lines += ["## Data", "", "```json", json.dumps(config.data, indent=1)[:3000], "```", ""]
     if metrics:
         lines += ["## Metrics", "", "| split | accuracy | macro-F1 | rows |", "|---|---|---|---|"]
         for split, m in metrics.items():
             if isinstance(m, dict) and "accuracy" in m:
-                lines.append(f"| {split} | {m['accuracy']:.4f} | {m.get('macro_f1', 0):.4f} | "
-                             f"{m.get('n', '')} |")
+                lines.append(
+                    f"| {split} | {m['accuracy']:.4f} | {m.get('macro_f1', 0):.4f} | "
+                    f"{m.get('n', '')} |"
+                )
         lines.append("")
-    lines += ["## Training configuration", "", "```yaml",
-              yaml.safe_dump(config.train_config, sort_keys=False).strip(), "```", "",
-              "## Reproduce", "", "```", config.command or "(trained from Python: see config)",
-              "```", "", "## Use", "", "```python", "import tuneforge",
-              "model = tuneforge.TunedModel.load('PATH')",
-              "model.predict(['some text'])", "```", ""]
+    lines += [
+        "## Training configuration",
+        "",
+        "```yaml",
+        yaml.safe_dump(config.train_config, sort_keys=False).strip(),
+        "```",
+        "",
+        "## Reproduce",
+        "",
+        "```",
+        config.command or "(trained from Python: see config)",
+        "```",
+        "",
+        "## Use",
+        "",
+        "```python",
+        "import tuneforge",
+        "model = tuneforge.TunedModel.load('PATH')",
+        "model.predict(['some text'])",
+        "```",
+        "",
+    ]
     return "\n".join(lines)

@@ -41,7 +41,7 @@ class TrainConfig(BaseModel):
 
     @classmethod
     def build(cls, **values: Any) -> TrainConfig:
-        """Build from keyword values, dropping Nones so defaults apply; errors become ConfigError."""
+        """Build from keywords (Nones dropped, so defaults apply); errors become ConfigError."""
         try:
             return cls(**{k: v for k, v in values.items() if v is not None})
         except ValidationError as exc:
@@ -60,13 +60,16 @@ class TrainConfig(BaseModel):
 
 
 def _is_path(value: str | Path) -> bool:
-    return isinstance(value, Path) or (len(str(value)) < 4096 and "\n" not in str(value)
-                                       and Path(str(value)).is_file())
+    return isinstance(value, Path) or (
+        len(str(value)) < 4096 and "\n" not in str(value) and Path(str(value)).is_file()
+    )
 
 
 def _explain(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "config"
-        lines.append(f"Invalid config value for '{where}': {err['msg']} (got {err.get('input')!r}).")
+        lines.append(
+            f"Invalid config value for '{where}': {err['msg']} (got {err.get('input')!r})."
+        )
     return " ".join(lines) + " See `tuneforge train --help` for valid options."

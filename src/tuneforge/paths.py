@@ -11,8 +11,10 @@ from pathlib import Path
 
 def cache_dir(*parts: str) -> Path:
     """`$TUNEFORGE_CACHE`, else `$XDG_CACHE_HOME/tuneforge`, else `~/.cache/tuneforge`."""
-    root = os.environ.get("TUNEFORGE_CACHE") or Path(
-        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tuneforge"
+    root = (
+        os.environ.get("TUNEFORGE_CACHE")
+        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tuneforge"
+    )
     path = Path(root, *parts)
     path.mkdir(parents=True, exist_ok=True)
     return path

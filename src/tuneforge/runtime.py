@@ -48,8 +48,9 @@ class TorchRuntime:
 
         quiet_hf()
         encoder = AutoModel.from_pretrained(str(directory / ENCODER_DIR))
-        head = build_head(encoder.config.hidden_size, len(config.labels), config.head,
-                          config.head_hidden)
+        head = build_head(
+            encoder.config.hidden_size, len(config.labels), config.head, config.head_hidden
+        )
         head.load_state_dict(load_file(directory / HEAD_FILE))
         return cls(TextClassifier(encoder, head, Pooler(config.pooling, config.normalize)))
 

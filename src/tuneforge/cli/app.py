@@ -11,8 +11,12 @@ import sys
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="markdown",
-                  help="Adapt a pre-trained language model to your own text task, fast, on a CPU.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    help="Adapt a pre-trained language model to your own text task, fast, on a CPU.",
+)
 
 VERBS = ["train", "evaluate", "predict", "info"]
 

@@ -13,9 +13,11 @@ from tuneforge.cli.app import app
 def evaluate(
     model_dir: Path = typer.Argument(..., help="Model directory from `tuneforge train`."),
     data: Path = typer.Argument(..., help="Labelled file to score."),
-    text_col: str | None = typer.Option(None), label_col: str | None = typer.Option(None),
-    out: Path | None = typer.Option(None, help="metrics.json path (default: MODEL/metrics-"
-                                    "<data>.json)."),
+    text_col: str | None = typer.Option(None),
+    label_col: str | None = typer.Option(None),
+    out: Path | None = typer.Option(
+        None, help="metrics.json path (default: MODEL/metrics-<data>.json)."
+    ),
     batch_size: int = typer.Option(64),
 ) -> None:
     """Accuracy, macro-F1, per-class table and confusion matrix."""

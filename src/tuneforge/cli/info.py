@@ -10,14 +10,18 @@ from tuneforge.cli.app import app
 
 
 @app.command()
-def info(model_dir: Path | None = typer.Argument(None, help="A model directory to describe.")) -> None:
+def info(
+    model_dir: Path | None = typer.Argument(None, help="A model directory to describe."),
+) -> None:
     """List base models and methods, or describe a trained model."""
     if model_dir is not None:
         from tuneforge.artifact import ArtifactConfig
 
         cfg = ArtifactConfig.load(model_dir)
-        typer.echo(f"{model_dir}: {cfg.task}, method {cfg.method} on {cfg.base}, "
-                   f"{len(cfg.labels)} labels, created {cfg.created}")
+        typer.echo(
+            f"{model_dir}: {cfg.task}, method {cfg.method} on {cfg.base}, "
+            f"{len(cfg.labels)} labels, created {cfg.created}"
+        )
         return
     from tuneforge.methods import METHODS
     from tuneforge.models.registry import BASE_MODELS

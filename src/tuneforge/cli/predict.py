@@ -11,9 +11,11 @@ import typer
 from tuneforge.cli.app import app
 
 
-@app.command(epilog="Examples:\n\n"
-             "tuneforge predict runs/bank77 \"my card has not arrived yet\"\n\n"
-             "tuneforge predict runs/bank77 --file new.csv --out scored.csv")
+@app.command(
+    epilog="Examples:\n\n"
+    'tuneforge predict runs/bank77 "my card has not arrived yet"\n\n'
+    "tuneforge predict runs/bank77 --file new.csv --out scored.csv"
+)
 def predict(
     model_dir: Path = typer.Argument(..., help="Model directory."),
     texts: list[str] = typer.Argument(None, help="Texts to label."),
@@ -33,9 +35,17 @@ def predict(
         raise ConfigError("Give texts to label, or --file FILE.")
     model = TunedModel.load(model_dir)
     if file is not None:
-        n = predict_file(model, file, out or file.with_name(f"{file.stem}.scored{file.suffix}"),
-                         text_col, batch_size, chunk_rows)
-        typer.echo(f"Labelled {n} rows → {out or file.with_name(file.stem + '.scored' + file.suffix)}")
+        n = predict_file(
+            model,
+            file,
+            out or file.with_name(f"{file.stem}.scored{file.suffix}"),
+            text_col,
+            batch_size,
+            chunk_rows,
+        )
+        typer.echo(
+            f"Labelled {n} rows → {out or file.with_name(file.stem + '.scored' + file.suffix)}"
+        )
         return
     for text, pred in zip(texts, model.predict(texts, batch_size, top_k=top_k), strict=True):
         if as_json:
@@ -45,8 +55,9 @@ def predict(
             typer.echo(f"{pred.label}\t{pred.score:.3f}\t{text}\t[{others}]")
 
 
-def predict_file(model, file: Path, out: Path, text_col: str | None, batch_size: int,
-                 chunk_rows: int) -> int:
+def predict_file(
+    model, file: Path, out: Path, text_col: str | None, batch_size: int, chunk_rows: int
+) -> int:
     """Stream `file` chunk by chunk into `out`, written atomically."""
     from tuneforge.data.dataset import pick_text_column
     from tuneforge.data.readers import detect_format, iter_frames

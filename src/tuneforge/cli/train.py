@@ -10,28 +10,37 @@ import typer
 from tuneforge.cli.app import app
 
 
-@app.command(epilog="Examples:\n\n"
-             "tuneforge train train.csv --eval test.csv --out runs/bank77\n\n"
-             "tuneforge train train.csv --method lora --epochs 3 --out runs/lora\n\n"
-             "tuneforge train train.csv --out runs/x --resume   (continue a killed run)")
+@app.command(
+    epilog="Examples:\n\n"
+    "tuneforge train train.csv --eval test.csv --out runs/bank77\n\n"
+    "tuneforge train train.csv --method lora --epochs 3 --out runs/lora\n\n"
+    "tuneforge train train.csv --out runs/x --resume   (continue a killed run)"
+)
 def train(
     data: Path = typer.Argument(..., help="Training file: CSV, TSV, JSONL or Parquet."),
     eval_file: Path | None = typer.Option(None, "--eval", help="Held-out file scored at the end."),
-    val_file: Path | None = typer.Option(None, "--val", help="Validation file for early "
-                                         "stopping (default: a stratified split of DATA)."),
+    val_file: Path | None = typer.Option(
+        None,
+        "--val",
+        help="Validation file for early stopping (default: a stratified split of DATA).",
+    ),
     out: Path = typer.Option(Path("runs/model"), "--out", "-o", help="Artifact directory."),
     method: str | None = typer.Option(None, help="auto, head, full, lora, partial, ..."),
     base: str | None = typer.Option(None, help="minilm, e5-multilingual, or a local HF dir."),
     text_col: str | None = typer.Option(None, help="Text column (auto-detected)."),
     label_col: str | None = typer.Option(None, help="Label column (auto-detected)."),
     config: Path | None = typer.Option(None, help="YAML TrainConfig; flags override it."),
-    epochs: float | None = typer.Option(None), lr: float | None = typer.Option(None),
-    batch_size: int | None = typer.Option(None), grad_accum: int | None = typer.Option(None),
-    max_length: int | None = typer.Option(None), seed: int | None = typer.Option(None),
+    epochs: float | None = typer.Option(None),
+    lr: float | None = typer.Option(None),
+    batch_size: int | None = typer.Option(None),
+    grad_accum: int | None = typer.Option(None),
+    max_length: int | None = typer.Option(None),
+    seed: int | None = typer.Option(None),
     max_minutes: float | None = typer.Option(None, help="Stop training after this budget."),
     early_stopping: int | None = typer.Option(None, help="Patience in evaluations; 0 = off."),
-    option: list[str] = typer.Option([], "--option", "-O",
-                                     help="Method option KEY=VALUE (YAML value), repeatable."),
+    option: list[str] = typer.Option(
+        [], "--option", "-O", help="Method option KEY=VALUE (YAML value), repeatable."
+    ),
     resume: bool = typer.Option(False, help="Continue from the last checkpoint of --out."),
     progress: bool = typer.Option(True, help="Show the progress bar."),
 ) -> None:
@@ -41,15 +50,33 @@ def train(
     from tuneforge.config import TrainConfig
     from tuneforge.tuning import tune
 
-    values = dict(method=method, base=base, epochs=epochs, lr=lr, batch_size=batch_size,
-                  grad_accum=grad_accum, max_length=max_length, seed=seed,
-                  max_minutes=max_minutes, early_stopping=early_stopping)
+    values = dict(
+        method=method,
+        base=base,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        max_length=max_length,
+        seed=seed,
+        max_minutes=max_minutes,
+        early_stopping=early_stopping,
+    )
     base_cfg = TrainConfig.from_yaml(config) if config else TrainConfig()
     merged = {**base_cfg.model_dump(), **{k: v for k, v in values.items() if v is not None}}
     merged["method_options"] = {**merged["method_options"], **parse_options(option)}
     cfg = TrainConfig.build(**merged)
-    model = tune(data, eval_file, val_data=val_file, out=out, text_col=text_col,
-                 label_col=label_col, config=cfg, resume=resume, progress=progress)
+    model = tune(
+        data,
+        eval_file,
+        val_data=val_file,
+        out=out,
+        text_col=text_col,
+        label_col=label_col,
+        config=cfg,
+        resume=resume,
+        progress=progress,
+    )
     console = Console()
     if getattr(model, "eval_result", None) is not None:
         console.print(model.eval_result.table(f"Evaluation on {eval_file}"))

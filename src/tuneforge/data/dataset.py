@@ -11,10 +11,32 @@ import pandas as pd
 from tuneforge.data.readers import read_frame
 from tuneforge.errors import DataError
 
-TEXT_NAMES = ("text", "sentence", "utterance", "query", "question", "review", "content",
-              "message", "tweet", "body", "document")
-LABEL_NAMES = ("label", "labels", "intent", "category", "class", "target", "sentiment", "y",
-               "tag", "tags", "topic")
+TEXT_NAMES = (
+    "text",
+    "sentence",
+    "utterance",
+    "query",
+    "question",
+    "review",
+    "content",
+    "message",
+    "tweet",
+    "body",
+    "document",
+)
+LABEL_NAMES = (
+    "label",
+    "labels",
+    "intent",
+    "category",
+    "class",
+    "target",
+    "sentiment",
+    "y",
+    "tag",
+    "tags",
+    "topic",
+)
 MULTI_LABEL_SEP = "|"
 
 
@@ -56,8 +78,12 @@ class TextDataset:
         return TextDataset(
             texts=[self.texts[i] for i in indices],
             labels=None if self.labels is None else [self.labels[i] for i in indices],
-            source=self.source, lines=[self.lines[i] for i in indices], text_col=self.text_col,
-            label_col=self.label_col, multi_label=self.multi_label)
+            source=self.source,
+            lines=[self.lines[i] for i in indices],
+            text_col=self.text_col,
+            label_col=self.label_col,
+            multi_label=self.multi_label,
+        )
 
     @classmethod
     def from_lists(cls, texts: list[str], labels: list | None = None) -> TextDataset:
@@ -66,9 +92,14 @@ class TextDataset:
         return cls(texts=[str(t) for t in texts], labels=labs, multi_label=multi)
 
 
-def load_data(path: str | Path, text_col: str | None = None, label_col: str | None = None,
-              encoding: str = "utf-8", require_labels: bool = True,
-              multi_label: bool | None = None) -> TextDataset:
+def load_data(
+    path: str | Path,
+    text_col: str | None = None,
+    label_col: str | None = None,
+    encoding: str = "utf-8",
+    require_labels: bool = True,
+    multi_label: bool | None = None,
+) -> TextDataset:
     """Read a file, pick the text and label columns, and check every row."""
     path = Path(path)
     frame = read_frame(path, encoding=encoding)
@@ -84,10 +115,19 @@ def load_data(path: str | Path, text_col: str | None = None, label_col: str | No
         _check_labels(raw, path, label_col)
         if multi_label is None:
             multi_label = any(MULTI_LABEL_SEP in lab for lab in raw)
-        labels = ([[p.strip() for p in lab.split(MULTI_LABEL_SEP) if p.strip()] for lab in raw]
-                  if multi_label else raw)
-    return TextDataset(texts=texts, labels=labels, source=str(path), text_col=text_col,
-                       label_col=label_col, multi_label=bool(multi_label))
+        labels = (
+            [[p.strip() for p in lab.split(MULTI_LABEL_SEP) if p.strip()] for lab in raw]
+            if multi_label
+            else raw
+        )
+    return TextDataset(
+        texts=texts,
+        labels=labels,
+        source=str(path),
+        text_col=text_col,
+        label_col=label_col,
+        multi_label=bool(multi_label),
+    )
 
 
 def pick_text_column(frame: pd.DataFrame, path: Path, wanted: str | None) -> str:
@@ -100,13 +140,16 @@ def pick_text_column(frame: pd.DataFrame, path: Path, wanted: str | None) -> str
     lengths = {c: frame[c].str.len().mean() for c in frame.columns}
     best = max(lengths, key=lengths.get)
     if lengths[best] < 8:
-        raise DataError(f"{path}: cannot tell which column holds the text (columns: "
-                        f"{', '.join(frame.columns)}). Pass --text-col NAME.")
+        raise DataError(
+            f"{path}: cannot tell which column holds the text (columns: "
+            f"{', '.join(frame.columns)}). Pass --text-col NAME."
+        )
     return best
 
 
-def pick_label_column(frame: pd.DataFrame, path: Path, text_col: str, wanted: str | None,
-                      required: bool) -> str | None:
+def pick_label_column(
+    frame: pd.DataFrame, path: Path, text_col: str, wanted: str | None, required: bool
+) -> str | None:
     if wanted is not None:
         return _require_column(frame, path, wanted, "--label-col")
     others = [c for c in frame.columns if c != text_col]
@@ -117,16 +160,20 @@ def pick_label_column(frame: pd.DataFrame, path: Path, text_col: str, wanted: st
     if len(others) == 1 and frame[others[0]].nunique() < max(2, len(frame) // 2):
         return others[0]
     if required:
-        raise DataError(f"{path}: cannot tell which column holds the labels (columns: "
-                        f"{', '.join(frame.columns)}). Pass --label-col NAME.")
+        raise DataError(
+            f"{path}: cannot tell which column holds the labels (columns: "
+            f"{', '.join(frame.columns)}). Pass --label-col NAME."
+        )
     return None
 
 
 def _require_column(frame: pd.DataFrame, path: Path, name: str, flag: str) -> str:
     if name in frame.columns:
         return name
-    raise DataError(f"Column '{name}' not found in {path.name} (columns: "
-                    f"{', '.join(frame.columns)}). Pass {flag} with one of them.")
+    raise DataError(
+        f"Column '{name}' not found in {path.name} (columns: "
+        f"{', '.join(frame.columns)}). Pass {flag} with one of them."
+    )
 
 
 def _rows_text(lines: list[int], limit: int = 5) -> str:
@@ -137,13 +184,17 @@ def _rows_text(lines: list[int], limit: int = 5) -> str:
 def _check_texts(texts: list[str], path: Path, col: str) -> None:
     empty = [i + 2 for i, t in enumerate(texts) if not str(t).strip()]
     if empty:
-        raise DataError(f"{path}: empty or missing text in column '{col}' at line(s) "
-                        f"{_rows_text(empty)}. Fill them in or delete those rows.")
+        raise DataError(
+            f"{path}: empty or missing text in column '{col}' at line(s) "
+            f"{_rows_text(empty)}. Fill them in or delete those rows."
+        )
 
 
 def _check_labels(labels: list[str], path: Path, col: str) -> None:
     missing = [i + 2 for i, lab in enumerate(labels) if not lab]
     if missing:
-        raise DataError(f"{path}: missing label in column '{col}' at line(s) "
-                        f"{_rows_text(missing)}. Add a label or delete those rows "
-                        "(for unlabelled data use `tuneforge predict`).")
+        raise DataError(
+            f"{path}: missing label in column '{col}' at line(s) "
+            f"{_rows_text(missing)}. Add a label or delete those rows "
+            "(for unlabelled data use `tuneforge predict`)."
+        )

@@ -9,15 +9,25 @@ import pandas as pd
 
 from tuneforge.errors import DataError
 
-FORMATS = {".csv": "csv", ".tsv": "tsv", ".txt": "tsv", ".jsonl": "jsonl", ".json": "jsonl",
-           ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
+FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".txt": "tsv",
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
 
 
 def detect_format(path: Path) -> str:
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise DataError(f"{path}: unknown file type '{path.suffix}'. Use one of "
-                        f"{', '.join(sorted(FORMATS))} (CSV needs a header row).")
+        raise DataError(
+            f"{path}: unknown file type '{path.suffix}'. Use one of "
+            f"{', '.join(sorted(FORMATS))} (CSV needs a header row)."
+        )
     return fmt
 
 
@@ -29,11 +39,16 @@ def check_encoding(path: Path, encoding: str) -> None:
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         guess = _guess_encoding(raw)
-        hint = (f" It looks like {guess}: pass --encoding {guess}, or convert it with "
-                f"`iconv -f {guess} -t utf-8 {path.name} > {path.stem}.utf8{path.suffix}`."
-                if guess else " Re-save it as UTF-8.")
-        raise DataError(f"{path}: not valid {encoding} at line {line} (byte 0x{raw[exc.start]:02x} "
-                        f"at offset {exc.start}).{hint}") from None
+        hint = (
+            f" It looks like {guess}: pass --encoding {guess}, or convert it with "
+            f"`iconv -f {guess} -t utf-8 {path.name} > {path.stem}.utf8{path.suffix}`."
+            if guess
+            else " Re-save it as UTF-8."
+        )
+        raise DataError(
+            f"{path}: not valid {encoding} at line {line} (byte 0x{raw[exc.start]:02x} "
+            f"at offset {exc.start}).{hint}"
+        ) from None
 
 
 def _guess_encoding(raw: bytes) -> str | None:
@@ -60,8 +75,9 @@ def read_frame(path: str | Path, encoding: str = "utf-8") -> pd.DataFrame:
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
-def iter_frames(path: str | Path, encoding: str = "utf-8",
-                chunksize: int | None = 10_000) -> Iterator[pd.DataFrame]:
+def iter_frames(
+    path: str | Path, encoding: str = "utf-8", chunksize: int | None = 10_000
+) -> Iterator[pd.DataFrame]:
     """Yield the file in chunks of rows, so huge files are processed in constant memory."""
     path = Path(path)
     if not path.exists():
@@ -74,11 +90,18 @@ def iter_frames(path: str | Path, encoding: str = "utf-8",
         check_encoding(path, encoding)
     try:
         if fmt == "jsonl":
-            reader = pd.read_json(path, lines=True, dtype=False, encoding=encoding,
-                                  chunksize=chunksize)
+            reader = pd.read_json(
+                path, lines=True, dtype=False, encoding=encoding, chunksize=chunksize
+            )
         else:
-            reader = pd.read_csv(path, sep="\t" if fmt == "tsv" else ",", dtype=str,
-                                 keep_default_na=False, encoding=encoding, chunksize=chunksize)
+            reader = pd.read_csv(
+                path,
+                sep="\t" if fmt == "tsv" else ",",
+                dtype=str,
+                keep_default_na=False,
+                encoding=encoding,
+                chunksize=chunksize,
+            )
         chunks = [reader] if chunksize is None else reader
         for chunk in chunks:
             yield _as_strings(chunk)
@@ -86,8 +109,10 @@ def iter_frames(path: str | Path, encoding: str = "utf-8",
         check_encoding(path, encoding)
         raise
     except (pd.errors.ParserError, ValueError) as exc:
-        raise DataError(f"{path}: cannot parse as {fmt.upper()}: {exc}. Check quoting and that "
-                        "every row has the same number of fields as the header.") from None
+        raise DataError(
+            f"{path}: cannot parse as {fmt.upper()}: {exc}. Check quoting and that "
+            "every row has the same number of fields as the header."
+        ) from None
 
 
 def _iter_parquet(path: Path, chunksize: int | None) -> Iterator[pd.DataFrame]:

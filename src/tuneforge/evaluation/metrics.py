@@ -33,25 +33,37 @@ class EvalResult:
         return path
 
     def summary(self) -> dict[str, float]:
-        return {"accuracy": self.accuracy, "macro_f1": self.macro_f1,
-                "weighted_f1": self.weighted_f1, "n": self.n}
+        return {
+            "accuracy": self.accuracy,
+            "macro_f1": self.macro_f1,
+            "weighted_f1": self.weighted_f1,
+            "n": self.n,
+        }
 
     def table(self, title: str = "Evaluation"):
         """A rich Table: the summary row, then every class sorted by F1 (worst first)."""
         from rich.table import Table
 
-        table = Table(title=f"{title}: accuracy {self.accuracy:.4f} · macro-F1 {self.macro_f1:.4f}"
-                            f" · weighted-F1 {self.weighted_f1:.4f} · n={self.n}")
+        table = Table(
+            title=f"{title}: accuracy {self.accuracy:.4f} · macro-F1 {self.macro_f1:.4f}"
+            f" · weighted-F1 {self.weighted_f1:.4f} · n={self.n}"
+        )
         for col in ("class", "precision", "recall", "F1", "support"):
             table.add_column(col, justify="left" if col == "class" else "right")
         for name, row in sorted(self.per_class.items(), key=lambda kv: kv[1]["f1"]):
-            table.add_row(name, f"{row['precision']:.3f}", f"{row['recall']:.3f}",
-                          f"{row['f1']:.3f}", str(int(row["support"])))
+            table.add_row(
+                name,
+                f"{row['precision']:.3f}",
+                f"{row['recall']:.3f}",
+                f"{row['f1']:.3f}",
+                str(int(row["support"])),
+            )
         return table
 
 
-def evaluate_predictions(gold: list, pred: list, labels: list[str],
-                         multi_label: bool = False) -> EvalResult:
+def evaluate_predictions(
+    gold: list, pred: list, labels: list[str], multi_label: bool = False
+) -> EvalResult:
     """Score predicted against gold labels (strings; lists of strings when multi-label)."""
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
     from sklearn.metrics import precision_recall_fscore_support as prfs
@@ -70,16 +82,30 @@ def evaluate_predictions(gold: list, pred: list, labels: list[str],
         y_true, y_pred = np.array(gold, dtype=object), np.array(pred, dtype=object)
         confusion = confusion_matrix(y_true, y_pred, labels=labels).tolist()
     p, r, f, s = prfs(y_true, y_pred, labels=None if multi_label else labels, zero_division=0)
-    per_class = {lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
-                       "support": int(s[i])} for i, lab in enumerate(labels)}
+    per_class = {
+        lab: {
+            "precision": float(p[i]),
+            "recall": float(r[i]),
+            "f1": float(f[i]),
+            "support": int(s[i]),
+        }
+        for i, lab in enumerate(labels)
+    }
     return EvalResult(
         accuracy=float(accuracy_score(y_true, y_pred)),
-        macro_f1=float(f1_score(y_true, y_pred, average="macro", labels=_present(labels, s),
-                                zero_division=0)) if not multi_label else
-        float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        macro_f1=float(
+            f1_score(y_true, y_pred, average="macro", labels=_present(labels, s), zero_division=0)
+        )
+        if not multi_label
+        else float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
         weighted_f1=float(f1_score(y_true, y_pred, average="weighted", zero_division=0)),
-        n=len(gold), labels=labels, per_class=per_class, confusion=confusion,
-        multi_label=multi_label, unknown_labels=unknown)
+        n=len(gold),
+        labels=labels,
+        per_class=per_class,
+        confusion=confusion,
+        multi_label=multi_label,
+        unknown_labels=unknown,
+    )
 
 
 def _present(labels: list[str], support) -> list[str]:
@@ -90,7 +116,7 @@ def _present(labels: list[str], support) -> list[str]:
 def _unknown(gold: list, known: set, multi_label: bool) -> dict[str, int]:
     out: dict[str, int] = {}
     for g in gold:
-        for lab in (g if multi_label else [g]):
+        for lab in g if multi_label else [g]:
             if lab not in known:
                 out[lab] = out.get(lab, 0) + 1
     return out

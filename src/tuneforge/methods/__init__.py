@@ -2,12 +2,12 @@
 
 from tuneforge.methods import full, head, lora, partial  # noqa: F401  (registers them)
 from tuneforge.methods.base import (
-                                    METHODS,
-                                    Method,
-                                    MethodContext,
-                                    MethodOptions,
-                                    get_method,
-                                    register_method,
+    METHODS,
+    Method,
+    MethodContext,
+    MethodOptions,
+    get_method,
+    register_method,
 )
 
 __all__ = ["METHODS", "Method", "MethodContext", "MethodOptions", "get_method", "register_method"]

@@ -15,9 +15,13 @@ def choose_method(train: TextDataset, max_minutes: float | None = None) -> tuple
     if max_minutes is not None and max_minutes < 2:
         return "head", f"time budget {max_minutes} min < 2 min: frozen encoder + linear head"
     if per_class < 30:
-        return "head", (f"{per_class:g} examples per class (median) < 30: tuning the encoder "
-                        "would over-fit; frozen embeddings + logistic regression")
+        return "head", (
+            f"{per_class:g} examples per class (median) < 30: tuning the encoder "
+            "would over-fit; frozen embeddings + logistic regression"
+        )
     if rows > 200_000:
         return "head", f"{rows} rows > 200,000: frozen embeddings keep training within minutes"
-    return "partial", (f"{per_class:g} examples per class (median), {rows} rows: tune the top "
-                       "layers on cached lower-layer outputs (best accuracy per CPU minute)")
+    return "partial", (
+        f"{per_class:g} examples per class (median), {rows} rows: tune the top "
+        "layers on cached lower-layer outputs (best accuracy per CPU minute)"
+    )

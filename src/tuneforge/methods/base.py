@@ -65,38 +65,67 @@ class MethodContext:
     def targets(self, ds: TextDataset) -> torch.Tensor:
         return encode_targets(ds.labels, self.label_names, self.multi_label)
 
-    def new_classifier(self, encoder: torch.nn.Module, head: str = "linear",
-                       normalize: bool = False, hidden: int = 0) -> TextClassifier:
+    def new_classifier(
+        self,
+        encoder: torch.nn.Module,
+        head: str = "linear",
+        normalize: bool = False,
+        hidden: int = 0,
+    ) -> TextClassifier:
         torch.manual_seed(self.config.seed)
         dim = encoder.config.hidden_size
-        model = TextClassifier(encoder, build_head(dim, len(self.label_names), head, hidden),
-                               Pooler(self.base.pooling, normalize))
-        model.spec = {"head": head, "hidden": hidden, "dim": dim, "pooling": self.base.pooling,
-                      "normalize": normalize}
+        model = TextClassifier(
+            encoder,
+            build_head(dim, len(self.label_names), head, hidden),
+            Pooler(self.base.pooling, normalize),
+        )
+        model.spec = {
+            "head": head,
+            "hidden": hidden,
+            "dim": dim,
+            "pooling": self.base.pooling,
+            "normalize": normalize,
+        }
         return model
 
-    def task(self, module: torch.nn.Module, train_feats: list, val_feats: list, collate_one,
-             lengths=len) -> TrainTask:
+    def task(
+        self, module: torch.nn.Module, train_feats: list, val_feats: list, collate_one, lengths=len
+    ) -> TrainTask:
         """A TrainTask over per-example features (token ids, cached states, embeddings)."""
         feats = {"train": train_feats, "eval": val_feats}
         train_targets = self.targets(self.train)
         return TrainTask(
-            module=module, collate=lambda split, ix: collate_one([feats[split][i] for i in ix]),
+            module=module,
+            collate=lambda split, ix: collate_one([feats[split][i] for i in ix]),
             train_lengths=[lengths(f) for f in train_feats],
             eval_lengths=[lengths(f) for f in val_feats],
-            train_targets=train_targets, eval_targets=self.targets(self.val),
+            train_targets=train_targets,
+            eval_targets=self.targets(self.val),
             multi_label=self.multi_label,
-            class_weights=balanced_class_weights(train_targets, len(self.label_names),
-                                                 self.config.class_weights))
+            class_weights=balanced_class_weights(
+                train_targets, len(self.label_names), self.config.class_weights
+            ),
+        )
 
     def token_task(self, module: torch.nn.Module) -> TrainTask:
         pad = self.load_tokenizer().pad_token_id or 0
-        return self.task(module, self.tokenize(self.train.texts), self.tokenize(self.val.texts),
-                         lambda ids: pad_token_batch(ids, pad))
+        return self.task(
+            module,
+            self.tokenize(self.train.texts),
+            self.tokenize(self.val.texts),
+            lambda ids: pad_token_batch(ids, pad),
+        )
 
     def trainer(self, lr: float) -> Trainer:
-        return Trainer(self.config, lr, workdir=self.workdir, resume=self.resume,
-                       progress=self.progress, log_dir=self.log_dir, on_step=self.on_step)
+        return Trainer(
+            self.config,
+            lr,
+            workdir=self.workdir,
+            resume=self.resume,
+            progress=self.progress,
+            log_dir=self.log_dir,
+            on_step=self.on_step,
+        )
 
 
 class Method:
@@ -111,8 +140,10 @@ class Method:
             self.options = self.Options(**(options or {}))
         except ValidationError as exc:
             fields = ", ".join(self.Options.model_fields) or "none"
-            raise ConfigError(f"Invalid options for method '{self.name}': {exc.errors()[0]['msg']} "
-                              f"at {exc.errors()[0]['loc']}. Valid options: {fields}.") from None
+            raise ConfigError(
+                f"Invalid options for method '{self.name}': {exc.errors()[0]['msg']} "
+                f"at {exc.errors()[0]['loc']}. Valid options: {fields}."
+            ) from None
 
     def lr(self, config: TrainConfig) -> float:
         return config.lr or self.default_lr
@@ -134,6 +165,7 @@ def register_method(cls: type[Method]) -> type[Method]:
 
 def get_method(name: str, options: dict | None = None) -> Method:
     if name not in METHODS:
-        raise ConfigError(f"Unknown method '{name}'. Choose one of: {', '.join(sorted(METHODS))}"
-                          " (or 'auto').")
+        raise ConfigError(
+            f"Unknown method '{name}'. Choose one of: {', '.join(sorted(METHODS))} (or 'auto')."
+        )
     return METHODS[name](options)

@@ -41,8 +41,14 @@ def cached_embeddings(model, ctx, texts: list[str], use_cache: bool = True) -> n
     if use_cache and file.exists():
         return np.load(file)
     model.eval()
-    rows = map_batches(lambda b: list(model.embed(**b).numpy()), ctx.load_tokenizer(), texts,
-                       max_len, prefix=ctx.base.text_prefix, progress="embedding")
+    rows = map_batches(
+        lambda b: list(model.embed(**b).numpy()),
+        ctx.load_tokenizer(),
+        texts,
+        max_len,
+        prefix=ctx.base.text_prefix,
+        progress="embedding",
+    )
     emb = np.stack(rows).astype(np.float32)
     if use_cache:
         tmp = file.with_name(f"{file.stem}.{os.getpid()}.tmp.npy")

@@ -11,6 +11,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 
 from tuneforge.methods.base import Method, MethodContext, MethodOptions, register_method
 from tuneforge.methods.embedding_cache import cached_embeddings
@@ -19,7 +20,8 @@ from tuneforge.models.classifier import TextClassifier
 
 class HeadOptions(MethodOptions):
     classifier: Literal["logreg", "mlp"] = "logreg"
-    C: list[float] = [1.0, 4.0, 16.0, 64.0]  # logreg: the best on validation is kept
+    # logreg: every C is tried and the best on validation is kept
+    C: list[float] = Field(default_factory=lambda: [1.0, 4.0, 16.0, 64.0])
     hidden: int = 512  # mlp width
     cache: bool = True
 
@@ -33,16 +35,26 @@ class HeadMethod(Method):
     def fit(self, ctx: MethodContext) -> TextClassifier:
         opts = self.options
         kind = "mlp" if opts.classifier == "mlp" else "linear"
-        model = ctx.new_classifier(ctx.load_encoder(), head=kind, normalize=True,
-                                   hidden=opts.hidden if kind == "mlp" else 0)
+        model = ctx.new_classifier(
+            ctx.load_encoder(),
+            head=kind,
+            normalize=True,
+            hidden=opts.hidden if kind == "mlp" else 0,
+        )
         x_train = cached_embeddings(model, ctx, ctx.train.texts, use_cache=opts.cache)
         x_val = cached_embeddings(model, ctx, ctx.val.texts, use_cache=opts.cache)
         if opts.classifier == "logreg":
             self._fit_logreg(ctx, model, x_train, x_val)
         else:
             ctx.trainer(self.lr(ctx.config)).fit(
-                ctx.task(model.head, list(torch.from_numpy(x_train)),
-                         list(torch.from_numpy(x_val)), _stack, lengths=lambda _: 1))
+                ctx.task(
+                    model.head,
+                    list(torch.from_numpy(x_train)),
+                    list(torch.from_numpy(x_val)),
+                    _stack,
+                    lengths=lambda _: 1,
+                )
+            )
         return model
 
     def _fit_logreg(self, ctx, model, x_train, x_val) -> None:
@@ -54,8 +66,9 @@ class HeadMethod(Method):
         weight = "balanced" if ctx.config.class_weights == "balanced" else None
         best, best_score = None, -1.0
         for c in self.options.C:
-            clf = LogisticRegression(C=c, max_iter=2000, class_weight=weight,
-                                     random_state=ctx.config.seed)
+            clf = LogisticRegression(
+                C=c, max_iter=2000, class_weight=weight, random_state=ctx.config.seed
+            )
             clf = OneVsRestClassifier(clf) if ctx.multi_label else clf
             clf.fit(x_train, y_train)
             score = clf.score(x_val, y_val)

@@ -40,10 +40,15 @@ class LoraMethod(Method):
 
         opts = self.options
         if opts.variant == "ia3":
-            return IA3Config(target_modules=None if opts.target_modules == "all-linear"
-                             else opts.target_modules)
-        return LoraConfig(r=opts.r, lora_alpha=opts.alpha, lora_dropout=opts.dropout,
-                          target_modules=opts.target_modules)
+            return IA3Config(
+                target_modules=None if opts.target_modules == "all-linear" else opts.target_modules
+            )
+        return LoraConfig(
+            r=opts.r,
+            lora_alpha=opts.alpha,
+            lora_dropout=opts.dropout,
+            target_modules=opts.target_modules,
+        )
 
     def lr(self, config) -> float:
         if config.lr:

@@ -44,8 +44,9 @@ class TopLayers(nn.Module):
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         from transformers.masking_utils import create_bidirectional_mask
 
-        mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden,
-                                         attention_mask=attention_mask)
+        mask = create_bidirectional_mask(
+            config=self.config, inputs_embeds=hidden, attention_mask=attention_mask
+        )
         for layer in self.layers:
             out = layer(hidden, mask)
             hidden = out[0] if isinstance(out, tuple) else out
@@ -64,14 +65,22 @@ class PartialMethod(Method):
         k = max(1, min(self.options.top_layers, len(layers)))
         model.encoder.requires_grad_(False)
         model.encoder.eval()  # frozen part: no dropout, so its cached outputs are exact
-        top = nn.ModuleList(layers[len(layers) - k:])
+        top = nn.ModuleList(layers[len(layers) - k :])
         top.requires_grad_(True)
-        states = {split: self._lower_states(ctx, model, ds.texts, len(layers) - k, split)
-                  for split, ds in (("train", ctx.train), ("validation", ctx.val))}
+        states = {
+            split: self._lower_states(ctx, model, ds.texts, len(layers) - k, split)
+            for split, ds in (("train", ctx.train), ("validation", ctx.val))
+        }
         module = TopLayers(model.encoder.config, top, model.pooler, model.head)
         ctx.trainer(self.lr(ctx.config)).fit(
-            ctx.task(module, states["train"], states["validation"], pad_hidden_batch,
-                     lengths=lambda s: s.shape[0]))
+            ctx.task(
+                module,
+                states["train"],
+                states["validation"],
+                pad_hidden_batch,
+                lengths=lambda s: s.shape[0],
+            )
+        )
         return model
 
     def _lower_states(self, ctx, model, texts, layer: int, split: str) -> list[torch.Tensor]:
@@ -83,5 +92,11 @@ class PartialMethod(Method):
             return [out[i, :n].to(dtype).clone() for i, n in enumerate(lengths)]
 
         max_len = min(ctx.config.max_length, ctx.base.max_length)
-        return map_batches(run, ctx.load_tokenizer(), texts, max_len,
-                           prefix=ctx.base.text_prefix, progress=f"caching {split} layers")
+        return map_batches(
+            run,
+            ctx.load_tokenizer(),
+            texts,
+            max_len,
+            prefix=ctx.base.text_prefix,
+            progress=f"caching {split} layers",
+        )

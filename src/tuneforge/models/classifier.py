@@ -27,14 +27,20 @@ class Pooler(nn.Module):
         return nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
 
 
-def build_head(dim: int, n_labels: int, kind: str = "linear", hidden: int = 0,
-               dropout: float = 0.1) -> nn.Module:
+def build_head(
+    dim: int, n_labels: int, kind: str = "linear", hidden: int = 0, dropout: float = 0.1
+) -> nn.Module:
     if kind == "linear":
         return nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, n_labels))
     if kind == "mlp":
         width = hidden or dim
-        return nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, width), nn.GELU(),
-                             nn.Dropout(dropout), nn.Linear(width, n_labels))
+        return nn.Sequential(
+            nn.Dropout(dropout),
+            nn.Linear(dim, width),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(width, n_labels),
+        )
     raise ValueError(f"head kind must be 'linear' or 'mlp', got {kind!r}")
 
 
@@ -45,11 +51,13 @@ class TextClassifier(nn.Module):
         super().__init__()
         self.encoder, self.head, self.pooler = encoder, head, pooler
 
-    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-              **extra: torch.Tensor) -> torch.Tensor:
+    def embed(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor
+    ) -> torch.Tensor:
         out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra)
         return self.pooler(out.last_hidden_state, attention_mask)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                **extra: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor
+    ) -> torch.Tensor:
         return self.head(self.embed(input_ids, attention_mask, **extra))

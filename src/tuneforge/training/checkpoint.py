@@ -23,10 +23,14 @@ class Checkpointer:
 
     def save(self, params: dict, optimizer, scheduler, state, best: dict | None) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        payload = {"params": {n: p.detach() for n, p in params.items()},
-                   "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                   "state": dataclasses.asdict(state), "best": best,
-                   "rng": torch.get_rng_state()}
+        payload = {
+            "params": {n: p.detach() for n, p in params.items()},
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "state": dataclasses.asdict(state),
+            "best": best,
+            "rng": torch.get_rng_state(),
+        }
         tmp = self.path.with_suffix(".tmp")
         torch.save(payload, tmp)
         os.replace(tmp, self.path)  # a kill mid-write leaves the previous checkpoint intact
@@ -35,8 +39,10 @@ class Checkpointer:
         payload = torch.load(self.path, weights_only=False)
         missing = set(params) - set(payload["params"])
         if missing:
-            raise ConfigError(f"{self.path} was written for a different model or method "
-                              f"({len(missing)} parameters missing). Delete it or drop --resume.")
+            raise ConfigError(
+                f"{self.path} was written for a different model or method "
+                f"({len(missing)} parameters missing). Delete it or drop --resume."
+            )
         with torch.no_grad():
             for name, p in params.items():
                 p.copy_(payload["params"][name])

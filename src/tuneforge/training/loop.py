@@ -34,9 +34,16 @@ class TrainState:
 
 
 class Trainer:
-    def __init__(self, config: TrainConfig, lr: float, workdir: Path | None = None,
-                 resume: bool = False, progress: bool = True, log_dir: Path | None = None,
-                 on_step: Callable[[TrainState], None] | None = None) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        lr: float,
+        workdir: Path | None = None,
+        resume: bool = False,
+        progress: bool = True,
+        log_dir: Path | None = None,
+        on_step: Callable[[TrainState], None] | None = None,
+    ) -> None:
         self.config, self.lr, self.on_step = config, lr, on_step
         self.checkpointer = Checkpointer(workdir) if workdir else None
         self.resume = resume
@@ -63,8 +70,9 @@ class Trainer:
         deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes else math.inf
         self.logger.start(total, state.step)
         while state.step < total and not state.stop_reason:
-            batches = length_grouped_batches(task.train_lengths, cfg.batch_size,
-                                             seed=cfg.seed + state.epoch)
+            batches = length_grouped_batches(
+                task.train_lengths, cfg.batch_size, seed=cfg.seed + state.epoch
+            )
             module.train()
             running, micro = 0.0, 0
             for bi in range(state.batch_in_epoch, len(batches)):
@@ -86,8 +94,10 @@ class Trainer:
                     module.train()
                 if time.monotonic() > deadline:
                     state.stop_reason = f"time budget of {cfg.max_minutes} min reached"
-                if self.checkpointer and (state.stop_reason or (
-                        cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0)):
+                if self.checkpointer and (
+                    state.stop_reason
+                    or (cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0)
+                ):
                     self.checkpointer.save(params, optimizer, scheduler, state, best)
                 if self.on_step:
                     self.on_step(state)
@@ -113,11 +123,16 @@ class Trainer:
     @torch.no_grad()
     def _evaluate(self, task, module, params, state: TrainState, best, loss_fn):
         """Score the eval split; returns a copy of the weights when they are the best so far."""
-        logits = predict_logits(task, module, "eval", task.eval_lengths, self.config.batch_size * 2,
-                                self.config.bf16)
+        logits = predict_logits(
+            task, module, "eval", task.eval_lengths, self.config.batch_size * 2, self.config.bf16
+        )
         scores = classification_scores(logits, task.eval_targets, task.multi_label)
         scores["eval_loss"] = float(loss_fn(logits, task.eval_targets))
-        entry = {"step": state.step, "epoch": round(state.step / self._steps_per_epoch, 3), **scores}
+        entry = {
+            "step": state.step,
+            "epoch": round(state.step / self._steps_per_epoch, 3),
+            **scores,
+        }
         state.history.append(entry)
         self.logger.eval(entry)
         metric = scores[self.config.metric]
@@ -126,13 +141,21 @@ class Trainer:
             return {n: p.detach().clone() for n, p in params.items()}
         state.stale_evals += 1
         if self.config.early_stopping and state.stale_evals >= self.config.early_stopping:
-            state.stop_reason = (f"early stopping: no gain in {self.config.metric} for "
-                                 f"{state.stale_evals} evaluations")
+            state.stop_reason = (
+                f"early stopping: no gain in {self.config.metric} for "
+                f"{state.stale_evals} evaluations"
+            )
         return None
 
 
-def predict_logits(task: TrainTask, module: nn.Module, split: str, lengths: list[int],
-                   batch_size: int, bf16: bool = False) -> torch.Tensor:
+def predict_logits(
+    task: TrainTask,
+    module: nn.Module,
+    split: str,
+    lengths: list[int],
+    batch_size: int,
+    bf16: bool = False,
+) -> torch.Tensor:
     """Logits for every row of a split, in row order (batched by length for speed)."""
     module.eval()
     out: list[torch.Tensor | None] = [None] * len(lengths)
@@ -148,8 +171,10 @@ def _param_groups(params: dict[str, nn.Parameter], weight_decay: float) -> list[
     # No decay on biases and LayerNorm weights, as in BERT's recipe.
     no_decay = [p for n, p in params.items() if p.ndim < 2 or "LayerNorm" in n or "norm" in n]
     decay = [p for n, p in params.items() if not (p.ndim < 2 or "LayerNorm" in n or "norm" in n)]
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
 
 
 def _linear_schedule(warmup: int, total: int) -> Callable[[int], float]:
@@ -157,6 +182,7 @@ def _linear_schedule(warmup: int, total: int) -> Callable[[int], float]:
         if step < warmup:
             return (step + 1) / (warmup + 1)
         return max(0.0, (total - step) / max(1, total - warmup))
+
     return factor
 
 

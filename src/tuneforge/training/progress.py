@@ -32,9 +32,16 @@ class TrainLogger:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             self._writer = _tensorboard_writer(self.log_dir)
         if self.show:
-            self._bar = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
-                                 TextColumn("ETA"), TimeRemainingColumn(), console=console)
+            self._bar = Progress(
+                TextColumn("[bold]train"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=console,
+            )
             self._bar.start()
             self._task = self._bar.add_task("train", total=total, completed=done, info="")
 
@@ -47,8 +54,7 @@ class TrainLogger:
             self._writer.add_scalar("train/lr", lr, step)
         self._write_jsonl({"step": step, "loss": round(loss, 5), "lr": lr})
         if self._bar:
-            self._bar.update(self._task, completed=step,
-                             info=f"loss {loss:.4f}{self._last_eval}")
+            self._bar.update(self._task, completed=step, info=f"loss {loss:.4f}{self._last_eval}")
 
     def eval(self, entry: dict) -> None:
         self._last_eval = f" · acc {entry['accuracy']:.4f}"

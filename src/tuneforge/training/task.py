@@ -1,4 +1,4 @@
-"""`TrainTask`: what a method hands the trainer — a module from batch features to logits, plus data."""
+"""`TrainTask`: what a method hands the trainer: a module from features to logits, plus data."""
 
 from __future__ import annotations
 
