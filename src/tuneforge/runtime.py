@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -59,7 +59,29 @@ def _tensors(batch: dict) -> dict[str, torch.Tensor]:
     return {k: torch.as_tensor(v) for k, v in batch.items()}
 
 
-RUNTIMES: dict[str, type] = {"torch": TorchRuntime}
+class _Runtimes(dict):
+    """Runtime classes by name; optional ones register themselves when their module is imported,
+    which happens here on first lookup (so `import tuneforge` never loads onnxruntime)."""
+
+    OPTIONAL: ClassVar[dict[str, str]] = {"onnx": "tuneforge.export.onnx_runtime"}
+
+    def __contains__(self, name: object) -> bool:
+        if not super().__contains__(name) and name in self.OPTIONAL:
+            import importlib
+
+            try:
+                importlib.import_module(self.OPTIONAL[name])
+            except ImportError:
+                return False
+        return super().__contains__(name)
+
+    def __missing__(self, name: str) -> type:
+        if name in self:
+            return super().__getitem__(name)
+        raise KeyError(name)
+
+
+RUNTIMES: dict[str, type] = _Runtimes(torch=TorchRuntime)
 
 
 def load_tokenizer(directory: Path):

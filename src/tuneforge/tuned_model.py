@@ -170,7 +170,7 @@ class TunedModel:
     def iter_predict_frames(self, frames: Iterator, text_col: str, batch_size: int = 64):
         """Add `label`/`score` columns to each chunk of a stream (constant memory)."""
         for frame in frames:
-            preds = self.predict(frame[text_col].tolist(), batch_size, top_k=1)
+            preds = self.predict(frame[text_col].astype(str).tolist(), batch_size, top_k=1)
             frame["label"] = [
                 "|".join(p.label) if isinstance(p.label, list) else p.label for p in preds
             ]

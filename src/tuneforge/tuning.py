@@ -19,7 +19,7 @@ from tuneforge.data import (
     stratified_split,
 )
 from tuneforge.methods import MethodContext, get_method
-from tuneforge.methods.auto import choose_method
+from tuneforge.methods.auto import choose_method, model_scale
 from tuneforge.models.registry import resolve_base
 from tuneforge.runtime import TorchRuntime
 from tuneforge.training.progress import console
@@ -33,7 +33,7 @@ def _as_dataset(data, text_col, label_col, require_labels=True) -> TextDataset:
 
 
 def tune(
-    train: str | Path | TextDataset,
+    train: str | Path | TextDataset | None,
     eval_data: str | Path | TextDataset | None = None,
     *,
     method: str | None = None,
@@ -46,12 +46,14 @@ def tune(
     resume: bool = False,
     progress: bool = True,
     on_step=None,
+    labels=None,
     **options,
 ) -> TunedModel:
     """Train a text classifier on `train`; evaluate on `eval_data`; save to `out` if given.
 
     Validation for early stopping is `val_data`, or a stratified split of `train`; `eval_data`
-    is only scored at the end, so its figures are honest.
+    is only scored at the end, so its figures are honest. With `labels` (names, a list, or a
+    labels YAML) a zero-shot model is built; `train` is then optional unlabelled text.
     """
     cfg = config or TrainConfig.build(method=method, base=base, **options)
     if config is not None and (method or base or options):
@@ -60,16 +62,25 @@ def tune(
         )
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    train_ds = _as_dataset(train, text_col, label_col)
-    check_trainable(train_ds)
+    zero_shot = labels is not None
+    if zero_shot:
+        from tuneforge.methods.zeroshot.data import zero_shot_setup
+
+        cfg, train_ds, label_names = zero_shot_setup(cfg, train, labels, text_col)
+    else:
+        train_ds = _as_dataset(train, text_col, label_col)
+        check_trainable(train_ds)
+        label_names = train_ds.label_names
     eval_ds = _as_dataset(eval_data, text_col, label_col) if eval_data is not None else None
-    if val_data is not None:
+    if zero_shot:
+        fit_ds = val_ds = train_ds
+    elif val_data is not None:
         fit_ds, val_ds = train_ds, _as_dataset(val_data, text_col, label_col)
     else:
         fit_ds, val_ds = stratified_split(train_ds, cfg.val_fraction, cfg.seed)
     base_model = resolve_base(cfg.base)
     name, reason = (
-        choose_method(train_ds, cfg.max_minutes)
+        choose_method(train_ds, cfg.max_minutes, cfg.base, model_scale(base_model))
         if cfg.method == "auto"
         else (cfg.method, "chosen by the user")
     )
@@ -84,20 +95,20 @@ def tune(
         base_model,
         fit_ds,
         val_ds,
-        train_ds.label_names,
+        label_names,
         workdir=workdir,
         resume=resume,
         progress=progress,
         log_dir=workdir / "logs",
         on_step=on_step,
     )
-    lengths = [len(x) for x in ctx.tokenize(train_ds.texts)]
+    lengths = [len(x) for x in ctx.tokenize(train_ds.texts)] if len(train_ds) else []
     max_len = min(cfg.max_length, base_model.max_length)
-    for warning in data_warnings(train_ds, eval_ds, lengths, max_len):
+    for warning in [] if zero_shot else data_warnings(train_ds, eval_ds, lengths, max_len):
         console.print(f"[yellow]warning:[/] {warning}")
     classifier = method_impl.fit(ctx)
     config_out = ArtifactConfig(
-        labels=train_ds.label_names,
+        labels=label_names,
         multi_label=train_ds.multi_label,
         method=name,
         method_reason=reason,
@@ -121,14 +132,15 @@ def tune(
         log=_read_log(workdir / "logs" / LOG_FILE),
     )
     model.extra_files = [lambda d: _copy_tensorboard(workdir / "logs", d)]
-    model.metrics["validation"] = model.evaluate(val_ds).summary()
+    if val_ds.labels is not None:
+        model.metrics["validation"] = model.evaluate(val_ds).summary()
     if eval_ds is not None:
         result = model.evaluate(eval_ds)
         model.metrics["eval"] = result.to_dict()
         model.eval_result = result
     if out:
         model.save(out)
-        shutil.rmtree(workdir, ignore_errors=True)  # the run finished: checkpoints are spent
+    shutil.rmtree(workdir, ignore_errors=True)  # the run finished: checkpoints are spent
     return model
 
 

@@ -18,7 +18,19 @@ app = typer.Typer(
     help="Adapt a pre-trained language model to your own text task, fast, on a CPU.",
 )
 
-VERBS = ["train", "evaluate", "predict", "info"]
+VERBS = [
+    "train",
+    "evaluate",
+    "predict",
+    "info",
+    "demo",
+    "report",
+    "explain",
+    "calibrate",
+    "export",
+    "serve",
+    "sample",
+]
 
 state = {"debug": False}
 

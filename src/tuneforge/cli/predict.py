@@ -63,7 +63,7 @@ def predict_file(
     from tuneforge.data.readers import detect_format, iter_frames
 
     fmt = detect_format(out)
-    frames = iter_frames(file, chunksize=chunk_rows)
+    frames = iter_frames(file, chunksize=chunk_rows, raw=True)
     first = next(frames)
     col = pick_text_column(first, file, text_col)
 

@@ -14,10 +14,18 @@ from tuneforge.cli.app import app
     epilog="Examples:\n\n"
     "tuneforge train train.csv --eval test.csv --out runs/bank77\n\n"
     "tuneforge train train.csv --method lora --epochs 3 --out runs/lora\n\n"
-    "tuneforge train train.csv --out runs/x --resume   (continue a killed run)"
+    "tuneforge train train.csv --out runs/x --resume   (continue a killed run)\n\n"
+    "tuneforge train --labels labels.yaml --method zeroshot --out runs/zs   (no labelled data)"
 )
 def train(
-    data: Path = typer.Argument(..., help="Training file: CSV, TSV, JSONL or Parquet."),
+    data: Path | None = typer.Argument(
+        None, help="Training file: CSV, TSV, JSONL or Parquet (optional with --labels)."
+    ),
+    labels: str | None = typer.Option(
+        None,
+        "--labels",
+        help="Zero-shot classes: labels.yaml or a,b,c. DATA then is optional unlabelled text.",
+    ),
     eval_file: Path | None = typer.Option(None, "--eval", help="Held-out file scored at the end."),
     val_file: Path | None = typer.Option(
         None,
@@ -66,6 +74,10 @@ def train(
     merged = {**base_cfg.model_dump(), **{k: v for k, v in values.items() if v is not None}}
     merged["method_options"] = {**merged["method_options"], **parse_options(option)}
     cfg = TrainConfig.build(**merged)
+    if data is None and labels is None:
+        from tuneforge.errors import ConfigError
+
+        raise ConfigError("Give a training file DATA, or --labels for a zero-shot model.")
     model = tune(
         data,
         eval_file,
@@ -76,11 +88,13 @@ def train(
         config=cfg,
         resume=resume,
         progress=progress,
+        labels=labels,
     )
     console = Console()
     if getattr(model, "eval_result", None) is not None:
         console.print(model.eval_result.table(f"Evaluation on {eval_file}"))
-    console.print(f"validation: {json.dumps(model.metrics['validation'])}")
+    if "validation" in model.metrics:
+        console.print(f"validation: {json.dumps(model.metrics['validation'])}")
     console.print(f"[bold green]Saved model to {out}[/] (method {model.config.method}).")
 
 

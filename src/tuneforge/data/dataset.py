@@ -137,7 +137,7 @@ def pick_text_column(frame: pd.DataFrame, path: Path, wanted: str | None) -> str
     for name in TEXT_NAMES:
         if name in by_name:
             return by_name[name]
-    lengths = {c: frame[c].str.len().mean() for c in frame.columns}
+    lengths = {c: frame[c].astype(str).str.len().mean() for c in frame.columns}
     best = max(lengths, key=lengths.get)
     if lengths[best] < 8:
         raise DataError(

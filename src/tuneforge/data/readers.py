@@ -76,15 +76,19 @@ def read_frame(path: str | Path, encoding: str = "utf-8") -> pd.DataFrame:
 
 
 def iter_frames(
-    path: str | Path, encoding: str = "utf-8", chunksize: int | None = 10_000
+    path: str | Path, encoding: str = "utf-8", chunksize: int | None = 10_000, raw: bool = False
 ) -> Iterator[pd.DataFrame]:
-    """Yield the file in chunks of rows, so huge files are processed in constant memory."""
+    """Yield the file in chunks of rows, so huge files are processed in constant memory.
+
+    Cells become strings unless `raw` (which keeps Parquet/JSON types for pass-through output).
+    """
+    convert = (lambda f: f) if raw else _as_strings
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found. Check the path (cwd: {Path.cwd()}).")
     fmt = detect_format(path)
     if fmt == "parquet":
-        yield from _iter_parquet(path, chunksize)
+        yield from map(convert, _iter_parquet(path, chunksize))
         return
     if chunksize is None:  # streamed reads check encoding per chunk through pandas
         check_encoding(path, encoding)
@@ -104,7 +108,7 @@ def iter_frames(
             )
         chunks = [reader] if chunksize is None else reader
         for chunk in chunks:
-            yield _as_strings(chunk)
+            yield convert(chunk)
     except UnicodeDecodeError:
         check_encoding(path, encoding)
         raise
@@ -120,7 +124,7 @@ def _iter_parquet(path: Path, chunksize: int | None) -> Iterator[pd.DataFrame]:
 
     table = pq.ParquetFile(path)
     for batch in table.iter_batches(batch_size=chunksize or 1 << 30):
-        yield _as_strings(batch.to_pandas())
+        yield batch.to_pandas()
 
 
 def _as_strings(frame: pd.DataFrame) -> pd.DataFrame:

@@ -1,6 +1,6 @@
 """Methods behind one registry: add a module with a `@register_method` class and import it here."""
 
-from tuneforge.methods import full, head, lora, partial  # noqa: F401  (registers them)
+from tuneforge.methods import fewshot, full, head, lora, partial, zeroshot  # noqa: F401
 from tuneforge.methods.base import (
     METHODS,
     Method,

@@ -69,6 +69,7 @@ class Trainer:
         loss_fn = _loss_fn(task, cfg.label_smoothing)
         deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes else math.inf
         self.logger.start(total, state.step)
+        self._train_start, self._eval_seconds = time.monotonic(), 0.0
         while state.step < total and not state.stop_reason:
             batches = length_grouped_batches(
                 task.train_lengths, cfg.batch_size, seed=cfg.seed + state.epoch
@@ -123,14 +124,21 @@ class Trainer:
     @torch.no_grad()
     def _evaluate(self, task, module, params, state: TrainState, best, loss_fn):
         """Score the eval split; returns a copy of the weights when they are the best so far."""
+        started = time.monotonic()
         logits = predict_logits(
             task, module, "eval", task.eval_lengths, self.config.batch_size * 2, self.config.bf16
         )
         scores = classification_scores(logits, task.eval_targets, task.multi_label)
         scores["eval_loss"] = float(loss_fn(logits, task.eval_targets))
+        # training time so far, excluding evaluations (for time-to-accuracy comparisons)
+        train_seconds = started - self._train_start - self._eval_seconds
+        self._eval_seconds += time.monotonic() - started
         entry = {
             "step": state.step,
             "epoch": round(state.step / self._steps_per_epoch, 3),
+            "train_seconds": round(train_seconds, 2),
+            "wall_time": time.time(),  # with eval_seconds_before: time-to-accuracy incl. caching
+            "eval_seconds_before": round(self._eval_seconds - (time.monotonic() - started), 2),
             **scores,
         }
         state.history.append(entry)

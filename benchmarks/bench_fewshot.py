@@ -1,0 +1,224 @@
+"""Few-shot and zero-shot benchmark: tuneforge `fewshot` vs the `head` floor vs the setfit library.
+
+Every (task, method, seed) runs in its own subprocess, so peak memory (max RSS) is per run.
+The N-shot training set of seed s is `sample_shots(train, N, s)` for every method, setfit too.
+
+    python benchmarks/bench_fewshot.py --task banking77 --methods head fewshot --seeds 0 1 2 3 4
+    /tmp/setfit-venv/bin/python benchmarks/bench_fewshot.py --task banking77 --methods setfit \
+        --seeds 0 --merge benchmarks/results/fewshot_banking77.json
+    python benchmarks/bench_fewshot.py --task ag_news --methods zeroshot
+
+Results: benchmarks/results/fewshot_<task>.json (each run's accuracy, train seconds, peak MB,
+and mean ± std per method).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+RESULTS = ROOT / "benchmarks" / "results"
+
+# name: (train file, test file, shots, base model)
+TASKS = {
+    "banking77": ("banking77/converted/train.csv", "banking77/converted/test.csv", 10, "minilm"),
+    "emotion": (
+        "emotion_dair_ai/converted/train.csv",
+        "emotion_dair_ai/converted/test.csv",
+        8,
+        "minilm",
+    ),
+    "sst2": (
+        "sst_kim2014/converted/sst2_train.csv",
+        "sst_kim2014/converted/sst2_test.csv",
+        8,
+        "minilm",
+    ),
+    "waimai": (None, None, 16, "e5-multilingual"),  # fixed split: see waimai_split()
+    "ag_news": (None, "ag_news_test/converted/test.csv", 0, "minilm"),
+}
+
+
+def waimai_split(workdir: Path) -> tuple[Path, Path]:
+    """A fixed stratified 80/20 split of waimai_10k (seed 42), written once."""
+    from tuneforge.data import stratified_split
+    from tuneforge.data.dataset import load_data
+    from tuneforge.data.sampling import write_dataset
+
+    train, test = workdir / "waimai_train.csv", workdir / "waimai_test.csv"
+    if not train.exists():
+        ds = load_data(DATA / "waimai_10k/converted/all.csv")
+        fit, held = stratified_split(ds, 0.2, 42)
+        write_dataset(fit, train)
+        write_dataset(held, test)
+    return train, test
+
+
+def task_files(task: str, workdir: Path) -> tuple[Path | None, Path]:
+    if task == "waimai":
+        return waimai_split(workdir)
+    train, test = TASKS[task][:2]
+    return (DATA / train if train else None), DATA / test
+
+
+def run_one(task: str, method: str, seed: int, shots: int, workdir: Path, options: dict) -> dict:
+    """One training run in this process; returns its figures."""
+    train_file, test_file = task_files(task, workdir)
+    base = TASKS[task][3]
+    if method == "setfit":
+        acc, n_train, seconds = run_setfit(train_file, test_file, shots, seed, base)
+    else:
+        acc, n_train, seconds = run_tuneforge(
+            method, train_file, test_file, shots, seed, base, options
+        )
+    return {
+        "task": task,
+        "method": method,
+        "seed": seed,
+        "shots": shots,
+        "train_rows": n_train,
+        "accuracy": round(acc, 4),
+        "train_seconds": round(seconds, 1),
+        "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "options": options,
+    }
+
+
+def run_tuneforge(method, train_file, test_file, shots, seed, base, options):
+    """Train on the N-shot sample; returns (test accuracy, train rows, training seconds)."""
+    import tuneforge
+    from tuneforge.data.dataset import load_data
+    from tuneforge.data.sampling import sample_shots
+
+    test = load_data(test_file)
+    train = None if method == "zeroshot" else sample_shots(load_data(train_file), shots, seed)
+    labels = sorted(set(test.labels)) if method == "zeroshot" else None
+    started = time.perf_counter()
+    model = tuneforge.tune(
+        train,
+        method=method,
+        labels=labels,
+        base=base,
+        seed=seed,
+        progress=False,
+        method_options=options,
+    )
+    seconds = time.perf_counter() - started
+    return model.evaluate(test).accuracy, len(train or []), seconds
+
+
+def run_setfit(train_file, test_file, shots, seed, base):
+    """The setfit library on the same sample and base model (its documented defaults, bounded)."""
+    from datasets import Dataset
+    from setfit import SetFitModel, Trainer, TrainingArguments
+
+    from tuneforge.data.dataset import load_data
+    from tuneforge.data.sampling import sample_shots
+    from tuneforge.models.registry import resolve_base
+
+    train = sample_shots(load_data(train_file), shots, seed)
+    test = load_data(test_file)
+    model = SetFitModel.from_pretrained(str(resolve_base(base).path))
+    args = TrainingArguments(
+        batch_size=32,
+        num_iterations=int(os.environ.get("SETFIT_ITERATIONS", "20")),
+        num_epochs=1,
+        seed=seed,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_dict({"text": train.texts, "label": train.labels}),
+    )
+    started = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - started
+    preds = model.predict(test.texts, batch_size=64)
+    acc = sum(str(p) == y for p, y in zip(preds, test.labels, strict=True)) / len(test)
+    return acc, len(train), seconds
+
+
+def summarize(runs: list[dict]) -> dict:
+    out = {}
+    for method in sorted({r["method"] for r in runs}):
+        rs = [r for r in runs if r["method"] == method]
+        out[method] = {"seeds": [r["seed"] for r in rs]}
+        for key in ("accuracy", "train_seconds", "peak_mb"):
+            vals = [r[key] for r in rs]
+            out[method][key] = {
+                "mean": round(statistics.mean(vals), 4),
+                "std": round(statistics.stdev(vals), 4) if len(vals) > 1 else 0.0,
+            }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--task", choices=sorted(TASKS), required=True)
+    parser.add_argument("--methods", nargs="+", default=["head", "fewshot"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--shots", type=int, default=None)
+    parser.add_argument("--option", action="append", default=[], help="method option KEY=JSON")
+    parser.add_argument("--merge", type=Path, help="add runs to this results file")
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    options = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.option)}
+    shots = args.shots if args.shots is not None else TASKS[args.task][2]
+    workdir = Path(tempfile.gettempdir()) / "tuneforge-bench"
+    workdir.mkdir(exist_ok=True)
+    if args.one:  # child process: exactly one run, figures as JSON on the last line
+        m, s = args.methods[0], args.seeds[0]
+        print(json.dumps(run_one(args.task, m, s, shots, workdir, options)))
+        return
+    out_file = args.merge or RESULTS / f"fewshot_{args.task}.json"
+    result = json.loads(out_file.read_text()) if out_file.exists() else {"runs": []}
+    for method in args.methods:
+        for seed in args.seeds:
+            cmd = [
+                sys.executable,
+                __file__,
+                "--task",
+                args.task,
+                "--methods",
+                method,
+                "--seeds",
+                str(seed),
+                "--shots",
+                str(shots),
+                "--one",
+            ]
+            cmd += [f"--option={o}" for o in args.option]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode:
+                sys.stderr.write(proc.stderr[-3000:])
+                raise SystemExit(f"run failed: {' '.join(cmd)}")
+            run = json.loads(proc.stdout.strip().splitlines()[-1])
+            print(json.dumps(run), flush=True)
+            result["runs"] = [
+                r
+                for r in result["runs"]
+                if (r["method"], r["seed"], r.get("options", {})) != (method, seed, run["options"])
+            ] + [run]
+            result.update(
+                task=args.task,
+                machine=f"{platform.machine()}, {os.cpu_count()} cores, torch threads "
+                f"{os.environ.get('OMP_NUM_THREADS', 'default')}",
+                summary=summarize(result["runs"]),
+            )
+            out_file.parent.mkdir(parents=True, exist_ok=True)
+            out_file.write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""`tuneforge serve`: an authenticated HTTP API (native, Open Inference v2, OpenAI embeddings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tuneforge.cli.app import app
+
+
+@app.command(
+    epilog="Examples:\n\n"
+    "TUNEFORGE_API_KEYS=$(python -c 'import secrets;print(secrets.token_urlsafe(32))') "
+    "tuneforge serve runs/bank77-onnx\n\n"
+    "tuneforge serve bank=runs/bank77-onnx hwu=runs/hwu --api-key-file keys.txt --port 8080"
+)
+def serve(
+    models: list[str] = typer.Argument(..., help="Model dirs; NAME=PATH sets the name."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000),
+    api_key_file: Path | None = typer.Option(None, help="API keys, one per line."),
+    admin_key_file: Path | None = typer.Option(None, help="Admin keys (model reload)."),
+    insecure_no_auth: bool = typer.Option(
+        False, "--insecure-no-auth", help="Serve without API keys (local experiments only)."
+    ),
+    mask_pii: bool = typer.Option(False, "--mask-pii", help="Mask personal data before inference."),
+    max_batch: int = typer.Option(32, help="Texts per forward pass."),
+    max_wait_ms: float = typer.Option(5.0, help="How long a request waits for batch-mates."),
+    max_queue: int = typer.Option(512, help="Queued texts beyond which requests get 503."),
+    max_texts: int = typer.Option(256, help="Texts per request."),
+    max_text_chars: int = typer.Option(10_000, help="Characters per text."),
+    max_body_bytes: int = typer.Option(1 << 20, help="Request body size."),
+    rate: float = typer.Option(50.0, help="Requests per second per key (0: unlimited)."),
+    burst: int = typer.Option(100, help="Requests a key may send at once."),
+    ray: bool = typer.Option(False, "--ray", help="Run as a Ray Serve deployment."),
+) -> None:
+    """Serve one or more models over HTTP, with API keys, limits, batching and metrics."""
+    from tuneforge.errors import ConfigError
+    from tuneforge.serving.auth import read_keys
+    from tuneforge.serving.limits import Limits
+    from tuneforge.serving.models import BatchSettings
+    from tuneforge.serving.server import ServeOptions, parse_model_specs
+    from tuneforge.serving.server import serve as run_server
+
+    if ray:
+        raise ConfigError("--ray is not available in this version; run without --ray.")
+    api_keys = read_keys(api_key_file, "TUNEFORGE_API_KEYS")
+    if not api_keys and not insecure_no_auth:
+        raise ConfigError(
+            "No API keys: pass --api-key-file FILE or set TUNEFORGE_API_KEYS "
+            "(or --insecure-no-auth for a local experiment)."
+        )
+    options = ServeOptions(
+        host=host,
+        port=port,
+        api_keys=None if insecure_no_auth else api_keys,
+        admin_keys=read_keys(admin_key_file, "TUNEFORGE_ADMIN_KEYS"),
+        limits=Limits(
+            max_body_bytes=max_body_bytes,
+            max_texts=max_texts,
+            max_text_chars=max_text_chars,
+            rate_per_second=rate,
+            burst=burst,
+        ),
+        batch=BatchSettings(max_batch, max_wait_ms, max_queue, mask_pii),
+    )
+    specs = parse_model_specs(models)
+    typer.echo(f"Serving {', '.join(n for n, _ in specs)} on http://{host}:{port}", err=True)
+    run_server(specs, options)

@@ -1,0 +1,290 @@
+"""Lay out a `Report` as one self-contained HTML file: inline CSS, JS and SVG, no network."""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+
+from tuneforge.evaluation.report import Report
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:0;color:#1f2328}
+header{background:#0d1117;color:#f0f6fc;padding:18px 32px}header h1{margin:0;font-size:20px}
+nav{position:sticky;top:0;background:#f6f8fa;border-bottom:1px solid #d0d7de;padding:6px 32px;
+z-index:2}nav a{margin-right:14px;color:#0969da;text-decoration:none}
+main{padding:8px 32px 40px;max-width:1200px}section{margin-top:28px}
+h2{border-bottom:1px solid #d0d7de;padding-bottom:4px}
+.cards{display:flex;gap:14px;flex-wrap:wrap}.card{border:1px solid #d0d7de;border-radius:8px;
+padding:10px 16px;min-width:170px}.card b{font-size:22px;display:block}.muted{color:#656d76}
+table{border-collapse:collapse;margin:8px 0}td,th{border-bottom:1px solid #eaeef2;padding:3px 10px;
+text-align:left;vertical-align:top}th{background:#f6f8fa}table.sortable th{cursor:pointer}
+td.num{text-align:right;font-variant-numeric:tabular-nums}.figs{display:flex;flex-wrap:wrap;gap:16px}
+.figs svg{max-width:100%;height:auto}.tok{border-radius:3px;padding:0 1px}
+.ok{color:#1a7f37}.bad{color:#cf222e}.scroll{max-height:460px;overflow:auto}
+"""
+
+# Click a header to sort by that column; numbers compare as numbers.
+JS = """
+document.querySelectorAll('table.sortable th').forEach((th, col) => th.addEventListener('click',
+ () => { const body = th.closest('table').tBodies[0]; const asc = th.dataset.asc !== '1';
+  th.dataset.asc = asc ? '1' : '0';
+  const key = r => { const t = r.cells[col].innerText; const n = parseFloat(t);
+   return isNaN(n) ? t.toLowerCase() : n; };
+  [...body.rows].sort((a, b) => (key(a) > key(b) ? 1 : key(a) < key(b) ? -1 : 0) * (asc ? 1 : -1))
+   .forEach(r => body.appendChild(r)); }));
+"""
+
+SECTIONS = [
+    ("summary", "Summary"),
+    ("per-class", "Per class"),
+    ("confusion", "Confusions"),
+    ("calibration", "Calibration"),
+    ("abstention", "Abstention"),
+    ("errors", "Errors"),
+    ("robustness", "Robustness"),
+    ("data", "Data"),
+    ("explanations", "Explanations"),
+    ("training", "Training"),
+    ("compare", "Comparison"),
+]
+
+
+def esc(value) -> str:
+    return html.escape(str(value))
+
+
+def _table(head: list[str], rows: list[list], sortable: bool = False, nums=()) -> str:
+    cls = ' class="sortable"' if sortable else ""
+    th = "".join(f"<th>{esc(h)}</th>" for h in head)
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f'<td class="num">{c}</td>' if i in nums else f"<td>{c}</td>" for i, c in enumerate(r)
+        )
+        + "</tr>"
+        for r in rows
+    )
+    return f"<table{cls}><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _card(title: str, value: str, note: str = "") -> str:
+    return f'<div class="card">{esc(title)}<b>{value}</b><span class="muted">{note}</span></div>'
+
+
+def _summary(s: dict) -> str:
+    cards = "".join(
+        _card(name, f"{iv.value:.4f}", f"95% CI [{iv.low:.4f}, {iv.high:.4f}]")
+        for name, iv in s["intervals"].items()
+    )
+    cfg = s["config"]
+    meta = (
+        f"{s['n']} test rows · {len(cfg.labels)} classes · method <code>{esc(cfg.method)}</code>"
+        f" · base <code>{esc(cfg.base)}</code>"
+    )
+    unknown = s["result"].unknown_labels
+    note = f"<p class='bad'>Labels unknown to the model: {esc(unknown)}</p>" if unknown else ""
+    return f"<p class='muted'>{meta}</p><div class='cards'>{cards}</div>{note}"
+
+
+def _per_class(per_class: dict) -> str:
+    rows = [
+        [esc(k), f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", v["support"]]
+        for k, v in sorted(per_class.items(), key=lambda kv: kv[1]["f1"])
+    ]
+    table = _table(["class", "precision", "recall", "F1", "support"], rows, True, (1, 2, 3, 4))
+    hint = "<p class='muted'>Worst F1 first; click a header to sort.</p>"
+    return f"{hint}<div class='scroll'>{table}</div>"
+
+
+def _confusion(c: dict) -> str:
+    if c["svg"]:
+        return f"<p class='muted'>Rows: true class, normalized per row.</p>{c['svg']}"
+    rows = [
+        [esc(p["true"]), esc(p["predicted"]), p["count"], "<br>".join(map(esc, p["examples"]))]
+        for p in c["pairs"]
+    ]
+    head = ["true", "predicted as", "rows", "examples"]
+    return "<p class='muted'>Most frequent confusions.</p>" + _table(head, rows, nums=(2,))
+
+
+def _calibration(c: dict) -> str:
+    fit = c["validation_fit"]
+    text = (
+        f"ECE before temperature scaling <b>{c['ece_before']:.4f}</b>, after "
+        f"(T = {c['temperature']:.3f}) <b>{c['ece_after']:.4f}</b> on this test set."
+        if c["fitted"]
+        else f"ECE <b>{c['ece_before']:.4f}</b>. No temperature is stored: run "
+        "<code>tuneforge calibrate MODEL VAL.csv</code> to fit one on validation data."
+    )
+    if fit is not None:
+        text += (
+            f" The temperature was fitted on {fit.n} validation rows "
+            f"(validation ECE {fit.ece_before:.4f} → {fit.ece_after:.4f}, "
+            f"NLL {fit.nll_before:.4f} → {fit.nll_after:.4f})."
+        )
+    figs = f"<div class='figs'>{c['histogram_svg']}{c['reliability_svg']}</div>"
+    return f"<p>{text}</p>{figs}"
+
+
+def _abstention(a: dict) -> str:
+    if a["threshold"] is None:
+        text = f"No threshold reaches the target accuracy {a['target']:.2f} on this data."
+    else:
+        src = a["source"]
+        warn = (
+            " (chosen on the test set itself, so optimistic: fit it on validation data with "
+            "<code>tuneforge calibrate --target-accuracy</code>)"
+            if src == "this test set"
+            else ""
+        )
+        text = (
+            f"Threshold <b>{a['threshold']:.4f}</b> from {esc(src)}{warn}: predict answers "
+            f"<b>{a['coverage']:.1%}</b> of test rows with accuracy "
+            f"<b>{(a['accuracy'] or 0):.4f}</b> and returns <code>abstain</code> for the rest."
+        )
+    return f"<p>{text}</p>{a['svg']}"
+
+
+def _errors(errors: list[dict]) -> str:
+    rows = [
+        [esc(e["text"]), esc(e["true"]), esc(e["predicted"]), f"{e['confidence']:.3f}", e["line"]]
+        for e in errors
+    ]
+    head = ["text", "true", "predicted", "confidence", "line"]
+    return "<p class='muted'>The most confident mistakes.</p>" + _table(head, rows, nums=(3, 4))
+
+
+def _robustness(r: dict) -> str:
+    clean = r["table"]["clean"]["accuracy"]
+    rows = [
+        [
+            esc(k),
+            f"{v['accuracy']:.4f}",
+            f"{v['accuracy'] - clean:+.4f}",
+            f"{v['changed']:.1%}",
+        ]
+        for k, v in r["table"].items()
+    ]
+    head = ["noise", "accuracy", "vs clean", "predictions changed"]
+    return f"<p class='muted'>{r['rows']} test rows, seeded noise.</p>" + _table(
+        head, rows, nums=(1, 2, 3)
+    )
+
+
+def _data(d: dict) -> str:
+    items = [
+        f"{d['rows']} test rows; largest/smallest class ratio {d['imbalance']:.1f}",
+        f"truncated at max_length: {d['truncation_rate']:.2%} of test texts",
+        f"duplicate texts within the test set: {d['duplicates']}",
+    ]
+    tr = d["train_stats"]
+    if tr:
+        items.append(
+            f"training data: {tr.get('rows')} rows, {tr.get('duplicates', '?')} duplicates, "
+            f"truncation {tr.get('truncation_rate', 0):.2%}"
+        )
+    leak = d["leakage"]
+    if leak is None:
+        items.append("train/test leakage: pass <code>--train TRAIN.csv</code> to check")
+    else:
+        cls = "bad" if leak["rows"] else "ok"
+        ex = "; ".join(esc(t) for t in leak["examples"])
+        items.append(
+            f"<span class='{cls}'>train/test leakage: {leak['rows']} test rows also in training"
+            f"</span> {('e.g. ' + ex) if ex else ''}"
+        )
+    lis = "".join(f"<li>{i}</li>" for i in items)
+    return f"<ul>{lis}</ul><div class='figs'>{d['balance_svg']}{d['length_svg']}</div>"
+
+
+def _explanations(e: dict) -> str:
+    f = e["faithfulness"]
+    verdict = "<span class='ok'>passed</span>" if f.passed else "<span class='bad'>failed</span>"
+    faith = (
+        f"<p>Faithfulness ({esc(f.method)}, {f.n} test texts): deleting the top-{f.k} attributed "
+        f"tokens lowers the predicted class's probability by <b>{f.drop_top_k:.4f}</b> on "
+        f"average, deleting {f.k} random tokens by <b>{f.drop_random:.4f}</b>; top-k hurts more "
+        f"in {f.win_rate:.0%} of texts — {verdict}.</p>"
+    )
+    rows = [
+        [f"<span>{x['html']}</span>", esc(x["true"]), esc(x["predicted"]), f"{x['confidence']:.3f}"]
+        for x in e["errors"]
+    ]
+    legend = (
+        "<p class='muted'>Why the model chose the wrong class: green tokens pushed towards the "
+        "predicted class, red against it (integrated gradients).</p>"
+    )
+    return faith + legend + _table(["text", "true", "predicted", "confidence"], rows, nums=(3,))
+
+
+def _training(t: dict) -> str:
+    if t["svg"] is None:
+        return (
+            "<p class='muted'>No step-wise training log in this artifact (e.g. the head "
+            "method fits a logistic regression in one go).</p>"
+        )
+    return t["svg"]
+
+
+def _compare(c: dict) -> str:
+    a, b, m = c["sides"]["A"], c["sides"]["B"], c["mcnemar"]
+    rows = [
+        ["model", esc(a["name"]), esc(b["name"])],
+        ["method", esc(a["method"]), esc(b["method"])],
+    ]
+    for key in a["intervals"]:
+        rows.append([key, str(a["intervals"][key]), str(b["intervals"][key])])
+    rows.append(["ECE", f"{a['ece']:.4f}", f"{b['ece']:.4f}"])
+    side = _table(["", "A", "B"], rows)
+    test = (
+        f"<p>McNemar's exact test: {m.only_a} rows only A gets right, {m.only_b} only B; "
+        f"p = <b>{m.p_value:.4g}</b> → {esc(m.verdict)}. The models agree on "
+        f"{c['agreement']:.1%} of rows.</p>"
+    )
+    changes = _table(
+        ["class", "F1 change (B − A)"],
+        [[esc(k), f"{v:+.3f}"] for k, v in c["f1_changes"]],
+        nums=(1,),
+    )
+    return side + test + "<h3>Largest per-class F1 changes</h3>" + changes + c["svg"]
+
+
+RENDER = {
+    "summary": _summary,
+    "per-class": _per_class,
+    "confusion": _confusion,
+    "calibration": _calibration,
+    "abstention": _abstention,
+    "errors": _errors,
+    "robustness": _robustness,
+    "data": _data,
+    "explanations": _explanations,
+    "training": _training,
+    "compare": _compare,
+}
+
+
+def render(report: Report) -> str:
+    present = [(k, t) for k, t in SECTIONS if k.replace("-", "_") in report.sections]
+    nav = "".join(f'<a href="#{k}">{t}</a>' for k, t in present)
+    body = "".join(
+        f'<section id="{k}"><h2>{t}</h2>{RENDER[k](report.sections[k.replace("-", "_")])}</section>'
+        for k, t in present
+    )
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{esc(report.title)} · tuneforge report</title><style>{CSS}</style></head><body>"
+        f"<header><h1>{esc(report.title)}</h1><span class='muted'>tuneforge report · built in "
+        f"{report.seconds:.0f} s</span></header><nav>{nav}</nav><main>{body}</main>"
+        f"<script>{JS}</script></body></html>"
+    )
+
+
+def write_report(report: Report, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(render(report), encoding="utf-8")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,82 @@
+"""`OnnxRuntime`: runs an exported `model.onnx` with onnxruntime behind the `Runtime` interface.
+
+It registers itself as `RUNTIMES["onnx"]`, so `TunedModel.load` opens an exported artifact
+transparently. The graph has two outputs, `logits` and `embedding`, with dynamic batch and
+sequence axes; asking onnxruntime for one output skips nothing, but the head is a few FLOPs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from tuneforge.artifact import ArtifactConfig
+from tuneforge.errors import ArtifactError
+from tuneforge.runtime import ENCODER_DIR, RUNTIMES
+
+ONNX_FILE = "model.onnx"
+INPUTS = ("input_ids", "attention_mask")
+OUTPUTS = ("logits", "embedding")
+
+
+def session_options(threads: int | None = None):
+    """Full graph optimisation; thread count from `threads`, `$TUNEFORGE_ORT_THREADS` or ORT."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    threads = threads or int(os.environ.get("TUNEFORGE_ORT_THREADS", "0"))
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    return opts
+
+
+class OnnxRuntime:
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        # Keep the bytes: a reload may replace the artifact directory while we still serve it.
+        self._bytes = self.path.read_bytes()
+        self.session = ort.InferenceSession(
+            self._bytes, session_options(threads), providers=["CPUExecutionProvider"]
+        )
+
+    def _run(self, output: str, batch: dict) -> np.ndarray:
+        feed = {name: np.asarray(batch[name], dtype=np.int64) for name in INPUTS}
+        return self.session.run([output], feed)[0]
+
+    def logits(self, batch: dict) -> np.ndarray:
+        return self._run("logits", batch)
+
+    def embed(self, batch: dict) -> np.ndarray:
+        return self._run("embedding", batch)
+
+    def save(self, directory: Path, tokenizer) -> None:
+        (directory / ONNX_FILE).write_bytes(self._bytes)
+        tokenizer.save_pretrained(directory / ENCODER_DIR)
+
+    @classmethod
+    def load(cls, directory: Path, config: ArtifactConfig) -> OnnxRuntime:
+        path = Path(directory) / ONNX_FILE
+        if not path.exists():
+            raise ArtifactError(
+                f"{directory} says runtime 'onnx' but has no {ONNX_FILE}; export it again "
+                "with `tuneforge export MODEL --out DIR`."
+            )
+        return cls(path)
+
+
+def copy_tokenizer(src: Path, dst: Path) -> None:
+    """Copy the tokenizer files only (no encoder weights) from an artifact's encoder/ dir."""
+    (dst / ENCODER_DIR).mkdir(parents=True, exist_ok=True)
+    for file in (src / ENCODER_DIR).iterdir():
+        if file.is_file() and not file.name.endswith((".safetensors", ".bin")):
+            shutil.copy2(file, dst / ENCODER_DIR / file.name)
+
+
+RUNTIMES["onnx"] = OnnxRuntime

@@ -1,0 +1,186 @@
+"""`fewshot`: contrastive tuning of the sentence encoder on a few examples, then a linear head.
+
+SetFit's recipe, made cheaper: instead of a cosine loss on sampled pairs of examples (two
+encoder passes per pair, pair count quadratic in classes x shots unless capped), examples go
+through the encoder once per batch and a supervised contrastive loss compares every pair of
+the batch: B passes give B x (B-1) comparisons. Batches group each class with the classes it
+is most confused with (methods/pairs.py), so the pairs that matter are the ones compared.
+Afterwards a logistic regression on the tuned embeddings becomes the linear head, as in `head`.
+
+With a handful of examples per class every row counts, so by default the validation split is
+trained on too (its score is then optimistic: pass eval data for an honest figure), and the
+head's regularization is chosen by cross-validation instead.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from tuneforge.methods.base import Method, MethodContext, MethodOptions, register_method
+from tuneforge.methods.embedding_cache import cached_embeddings
+from tuneforge.methods.pairs import confusable_classes, contrastive_batches
+from tuneforge.models.classifier import TextClassifier
+from tuneforge.models.encode import map_batches
+from tuneforge.training.batching import pad_token_batch
+from tuneforge.training.progress import TrainLogger, console
+
+
+class FewshotOptions(MethodOptions):
+    views_per_epoch: int = Field(3, ge=1, description="batches each example is in, per epoch")
+    classes_per_batch: int = Field(16, ge=2)
+    per_class: int = Field(4, ge=1, description="examples of each class in a batch")
+    hard_negatives: int = Field(8, ge=0, description="confusable classes per class")
+    hard_fraction: float = Field(0.5, ge=0, le=1, description="batch classes that are confusable")
+    scale: float = Field(20.0, gt=0, description="inverse temperature of the contrastive loss")
+    train_on_validation: bool = True
+    C: list[float] = Field(default_factory=lambda: [1.0, 4.0, 16.0, 64.0])
+
+
+@register_method
+class FewshotMethod(Method):
+    name = "fewshot"
+    Options = FewshotOptions
+    default_lr = 5e-5
+
+    def fit(self, ctx: MethodContext) -> TextClassifier:
+        opts = self.options
+        data = ctx.train
+        if opts.train_on_validation and len(ctx.val):
+            data = _concat(ctx.train, ctx.val)
+            console.print(
+                "fewshot: the validation rows are trained on too (few examples per class); "
+                "its score is optimistic, pass eval data for an honest one."
+            )
+        model = ctx.new_classifier(ctx.load_encoder(), head="linear", normalize=True)
+        targets = ctx.targets(data)
+        class_ids = (targets.argmax(1) if ctx.multi_label else targets).numpy()
+        frozen = cached_embeddings(model, ctx, data.texts)
+        confusable = confusable_classes(frozen, class_ids, opts.hard_negatives)
+        self._contrastive(ctx, model, ctx.tokenize(data.texts), class_ids, confusable)
+        model.eval()
+        self._fit_head(ctx, model, data, targets.numpy())
+        return model
+
+    def _contrastive(self, ctx, model, ids, class_ids, confusable) -> None:
+        cfg, opts = ctx.config, self.options
+        pad = ctx.load_tokenizer().pad_token_id or 0
+
+        def epoch_batches(epoch: int) -> list[np.ndarray]:
+            return contrastive_batches(
+                class_ids,
+                opts.classes_per_batch,
+                opts.per_class,
+                confusable,
+                opts.hard_fraction,
+                views=opts.views_per_epoch,
+                seed=cfg.seed + epoch,
+            )
+
+        total = max(1, math.ceil(cfg.epochs * len(epoch_batches(0))))
+        params = [p for p in model.encoder.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=self.lr(cfg), weight_decay=cfg.weight_decay)
+        warmup = int(cfg.warmup_ratio * total)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: min((s + 1) / (warmup + 1), (total - s) / max(1, total - warmup))
+        )
+        logger = TrainLogger(progress=ctx.progress, log_dir=ctx.log_dir)
+        logger.start(total, 0)
+        deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes else math.inf
+        labels = torch.as_tensor(class_ids)
+        model.train()
+        step, epoch = 0, 0
+        while step < total and time.monotonic() < deadline:
+            for batch in epoch_batches(epoch):
+                tokens = pad_token_batch([ids[i] for i in batch.tolist()], pad)
+                loss = supervised_contrastive_loss(
+                    model.embed(**tokens), labels[torch.as_tensor(batch)], opts.scale
+                )
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                logger.step(step, loss.item(), schedule.get_last_lr()[0])
+                if step >= total or time.monotonic() > deadline:
+                    break
+            epoch += 1
+        logger.finish(_Stopped("time budget reached" if step < total else ""))
+
+    def _fit_head(self, ctx, model, data, y: np.ndarray) -> None:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import cross_val_score
+        from sklearn.multiclass import OneVsRestClassifier
+
+        from tuneforge.methods.head import _copy_into_linear
+
+        x = _embed(model, ctx, data.texts)
+        weight = "balanced" if ctx.config.class_weights == "balanced" else None
+
+        def make(c: float):
+            clf = LogisticRegression(
+                C=c, max_iter=2000, class_weight=weight, random_state=ctx.config.seed
+            )
+            return OneVsRestClassifier(clf) if ctx.multi_label else clf
+
+        folds = min(3, int(np.bincount(y.argmax(1) if ctx.multi_label else y).min()))
+        best_c = self.options.C[-1]
+        if folds >= 2 and len(self.options.C) > 1 and not ctx.multi_label:
+            scores = [cross_val_score(make(c), x, y, cv=folds).mean() for c in self.options.C]
+            best_c = self.options.C[int(np.argmax(scores))]
+        clf = make(best_c).fit(x, y)
+        _copy_into_linear(clf, model.head[-1], len(ctx.label_names), ctx.multi_label)
+
+
+def supervised_contrastive_loss(
+    emb: torch.Tensor, labels: torch.Tensor, scale: float
+) -> torch.Tensor:
+    """SupCon (Khosla et al. 2020) on L2-normalized embeddings: every same-class pair of the
+    batch is a positive, every other-class pair a negative; anchors without a positive skip."""
+    sims = scale * emb @ emb.T
+    eye = torch.eye(len(emb), dtype=torch.bool)
+    sims = sims.masked_fill(eye, float("-inf"))
+    log_prob = sims - torch.logsumexp(sims, dim=1, keepdim=True)
+    positive = (labels[:, None] == labels[None, :]) & ~eye
+    n_pos = positive.sum(1)
+    has = n_pos > 0
+    if not has.any():
+        return emb.sum() * 0.0
+    per_anchor = log_prob.masked_fill(~positive, 0.0).sum(1)[has] / n_pos[has]
+    return -per_anchor.mean()
+
+
+class _Stopped:
+    def __init__(self, reason: str) -> None:
+        self.stop_reason = reason
+
+
+def _embed(model, ctx, texts: list[str]) -> np.ndarray:
+    max_len = min(ctx.config.max_length, ctx.base.max_length)
+    rows = map_batches(
+        lambda b: list(model.embed(**b).numpy()),
+        ctx.load_tokenizer(),
+        texts,
+        max_len,
+        prefix=ctx.base.text_prefix,
+    )
+    return np.stack(rows).astype(np.float32)
+
+
+def _concat(a, b):
+    from tuneforge.data.dataset import TextDataset
+
+    return TextDataset(
+        texts=a.texts + b.texts,
+        labels=a.labels + b.labels,
+        source=a.source,
+        lines=a.lines + b.lines,
+        text_col=a.text_col,
+        label_col=a.label_col,
+        multi_label=a.multi_label,
+    )

@@ -1,0 +1,116 @@
+"""Request limits: body size (413), per-key rate (429), texts per request and text length.
+
+Body size is enforced while the body streams in (a lying or absent Content-Length cannot get
+past it); the rate limit is a token bucket per API key (per client address without auth).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from tuneforge.serving.auth import send_json
+
+
+@dataclass
+class Limits:
+    max_body_bytes: int = 1 << 20
+    max_texts: int = 256
+    max_text_chars: int = 10_000
+    max_explain_texts: int = 8
+    rate_per_second: float = 50.0  # sustained requests per key; 0 disables
+    burst: int = 100
+
+    def check_texts(self, texts: list[str]) -> tuple[int, str] | None:
+        """(status, message) when `texts` break a limit, else None."""
+        if len(texts) > self.max_texts:
+            return 413, (
+                f"Too many texts: {len(texts)} in one request, the limit is {self.max_texts}. "
+                "Split the request."
+            )
+        for i, text in enumerate(texts):
+            if len(text) > self.max_text_chars:
+                return 422, (
+                    f"Text {i} has {len(text)} characters, the limit is {self.max_text_chars}. "
+                    "Shorten it (the model reads only the first few hundred tokens anyway)."
+                )
+        return None
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimitMiddleware:
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                return await send_json(send, 413, {"detail": self._message()})
+        received, started = 0, False
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        async def tracking_send(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await send_json(send, 413, {"detail": self._message()})
+
+    def _message(self) -> str:
+        return (
+            f"Request body larger than {self.max_bytes} bytes. Send fewer or shorter texts "
+            "per request."
+        )
+
+
+class RateLimitMiddleware:
+    """Token bucket per key: `rate` requests per second sustained, `burst` at once."""
+
+    def __init__(self, app, rate: float, burst: int, open_paths: tuple[str, ...]) -> None:
+        self.app, self.rate, self.burst, self.open_paths = app, rate, burst, open_paths
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def _take(self, who: str) -> float:
+        """0 when allowed, else seconds until a token is available."""
+        now = time.monotonic()
+        tokens, last = self._buckets.get(who, (float(self.burst), now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        if tokens >= 1:
+            self._buckets[who] = (tokens - 1, now)
+            return 0.0
+        self._buckets[who] = (tokens, now)
+        if len(self._buckets) > 100_000:  # bounded memory under address churn
+            self._buckets.clear()
+        return (1 - tokens) / self.rate
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or self.rate <= 0 or scope["path"] in self.open_paths:
+            return await self.app(scope, receive, send)
+        state = scope.get("state") or {}
+        who = state.get("key_id") or (scope.get("client") or ("?",))[0]
+        wait = self._take(who)
+        if wait > 0:
+            return await send_json(
+                send,
+                429,
+                {"detail": f"Rate limit of {self.rate:g} requests/s exceeded; retry later."},
+                [(b"retry-after", str(max(1, round(wait + 0.5))).encode())],
+            )
+        return await self.app(scope, receive, send)

@@ -1,0 +1,142 @@
+"""Served models: a `ServedModel` wraps one loaded `TunedModel` version with its micro-batchers;
+`ModelRepository` maps names to them and swaps in new versions without dropping requests.
+
+Protocol modules (native, v2, openai) only call `predict` / `embed` / `explain` here: one
+internal request path, whatever the wire format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tuneforge.serving.batching import Closed, MicroBatcher
+from tuneforge.serving.pii import mask_pii
+
+
+@dataclass
+class BatchSettings:
+    max_batch: int = 32
+    max_wait_ms: float = 5.0
+    max_queue: int = 512
+    mask_pii: bool = False
+
+
+def artifact_version(path: Path) -> str:
+    """A short content hash of the artifact's config: changes whenever a new model is saved."""
+    data = (Path(path) / "tuneforge.yaml").read_bytes()
+    return hashlib.sha256(data).hexdigest()[:12]
+
+
+class ServedModel:
+    def __init__(self, name: str, path: Path, model, settings: BatchSettings, metrics=None):
+        self.name, self.path, self.model, self.settings = name, Path(path), model, settings
+        self.version = artifact_version(path)
+        self.loaded_at = int(time.time())
+        self.labels = list(model.labels)
+
+        def observe(n: int, seconds: float) -> None:
+            if metrics is not None:
+                metrics.observe_batch(name, n, seconds)
+
+        common = {
+            "max_batch": settings.max_batch,
+            "max_wait_ms": settings.max_wait_ms,
+            "max_queue": settings.max_queue,
+            "on_batch": observe,
+            "name": name,
+        }
+        self._predict = MicroBatcher(self._predict_batch, **common)
+        self._embed = MicroBatcher(self._embed_batch, **common)
+
+    @classmethod
+    def load(cls, name: str, path: Path, settings: BatchSettings, metrics=None) -> ServedModel:
+        from tuneforge.tuned_model import TunedModel
+
+        return cls(name, path, TunedModel.load(path), settings, metrics)
+
+    # Run in the batcher's inference thread.
+    def _predict_batch(self, texts: list[str]) -> list:
+        return self.model.predict(texts, batch_size=len(texts), top_k=5)
+
+    def _embed_batch(self, texts: list[str]) -> np.ndarray:
+        return self.model.embed(texts, batch_size=len(texts))
+
+    def _prepare(self, texts: list[str]) -> list[str]:
+        return [mask_pii(t) for t in texts] if self.settings.mask_pii else list(texts)
+
+    @property
+    def queued_texts(self) -> int:
+        return self._predict.queued_texts + self._embed.queued_texts
+
+    async def predict(self, texts: list[str]) -> list:
+        return await self._predict.submit(self._prepare(texts))
+
+    async def embed(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(await self._embed.submit(self._prepare(texts)), dtype=np.float32)
+
+    async def explain(self, texts: list[str]) -> list[dict]:
+        """Token attributions by occlusion (works for every runtime); outside the batcher."""
+        from tuneforge.evaluation.explain import explain
+
+        loop = asyncio.get_running_loop()
+        out = []
+        for text in self._prepare(texts):
+            exp = await loop.run_in_executor(None, explain, self.model, text, "occlusion")
+            out.append({"tokens": exp.tokens, "weights": [round(w, 5) for w in exp.weights]})
+        return out
+
+    async def close(self) -> None:
+        await asyncio.gather(self._predict.close(), self._embed.close())
+
+
+class ModelRepository:
+    def __init__(self, settings: BatchSettings, metrics=None) -> None:
+        self.settings, self.metrics = settings, metrics
+        self.models: dict[str, ServedModel] = {}
+        self._reload_lock = asyncio.Lock()
+
+    def add(self, name: str, path: Path) -> ServedModel:
+        served = ServedModel.load(name, path, self.settings, self.metrics)
+        self.models[name] = served
+        return served
+
+    def get(self, name: str) -> ServedModel | None:
+        return self.models.get(name)
+
+    async def call(self, name: str, op: str, texts: list[str]) -> tuple[ServedModel, object]:
+        """Run `op` ("predict" | "embed" | "explain") on the current version of `name`.
+
+        A request that raced a reload (got the old version just as it closed) is retried on
+        the new one.
+        """
+        for _ in range(3):
+            served = self.models[name]
+            try:
+                return served, await getattr(served, op)(texts)
+            except Closed:
+                await asyncio.sleep(0)
+        raise Closed(f"model {name} is shutting down")
+
+    async def reload(self, name: str, path: Path | None = None) -> ServedModel:
+        """Load the new version off the event loop, swap it in, then drain the old one.
+
+        Requests already queued on the old version finish on it; new ones go to the new one,
+        so a reload under traffic loses nothing.
+        """
+        async with self._reload_lock:
+            old = self.models[name]
+            new = await asyncio.get_running_loop().run_in_executor(
+                None, ServedModel.load, name, Path(path or old.path), self.settings, self.metrics
+            )
+            self.models[name] = new
+            await old.close()
+            return new
+
+    async def close(self) -> None:
+        await asyncio.gather(*(m.close() for m in self.models.values()))

@@ -1,0 +1,1 @@
+"""Wire protocols: thin translations from a request format to `ModelRepository.call`."""

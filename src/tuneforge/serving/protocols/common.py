@@ -1,0 +1,45 @@
+"""What every protocol does the same way: find the model, apply limits, run, map errors."""
+
+from __future__ import annotations
+
+import math
+
+from fastapi import HTTPException, Request
+
+from tuneforge.serving.batching import Closed, Overloaded
+
+
+def clean(texts: list[str]) -> list[str]:
+    """Lone surrogates (valid in JSON escapes, invalid in UTF-8) become U+FFFD for the tokenizer."""
+    return [t.encode("utf-8", "replace").decode("utf-8") for t in texts]
+
+
+def served_or_404(request: Request, name: str):
+    served = request.app.state.repository.get(name)
+    if served is None:
+        names = ", ".join(sorted(request.app.state.repository.models)) or "none"
+        raise HTTPException(404, f"Model '{name}' not found. Served models: {names}.")
+    return served
+
+
+async def run(request: Request, name: str, op: str, texts: list[str]):
+    """(served model, result) for `op` on `texts`, with HTTP errors for limits and overload."""
+    served_or_404(request, name)
+    if not texts:
+        raise HTTPException(422, "No texts given: send at least one text.")
+    problem = request.app.state.limits.check_texts(texts)
+    if problem:
+        raise HTTPException(*problem)
+    try:
+        return await request.app.state.repository.call(name, op, clean(texts))
+    except Overloaded as exc:
+        request.app.state.metrics.shed.labels(name).inc()
+        raise HTTPException(
+            503,
+            "Server at capacity; request not queued. Retry after the Retry-After delay.",
+            headers={"Retry-After": str(math.ceil(exc.retry_after))},
+        ) from None
+    except Closed:
+        raise HTTPException(
+            503, "Server shutting down; retry on another replica.", headers={"Retry-After": "1"}
+        ) from None

@@ -1,0 +1,44 @@
+"""Native protocol: `POST /v1/models/{name}/predict` → labels, scores, optional explanation."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from tuneforge.serving.protocols.common import run
+
+router = APIRouter(tags=["native"])
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    texts: list[str] = Field(..., min_length=1, description="Texts to classify.")
+    explain: bool = Field(False, description="Add token attributions (slower; few texts).")
+
+
+class PredictionOut(BaseModel):
+    label: str | list[str]
+    score: float
+    scores: dict[str, float]
+    explanation: dict | None = None
+
+
+class PredictResponse(BaseModel):
+    model: str
+    version: str
+    predictions: list[PredictionOut]
+
+
+@router.post("/v1/models/{name}/predict", response_model=PredictResponse)
+async def predict(name: str, body: PredictRequest, request: Request) -> PredictResponse:
+    """Labels with scores (top 5) for each text."""
+    limit = request.app.state.limits.max_explain_texts
+    if body.explain and len(body.texts) > limit:
+        raise HTTPException(413, f"explain=true accepts at most {limit} texts per request.")
+    served, preds = await run(request, name, "predict", body.texts)
+    out = [PredictionOut(**p.to_dict()) for p in preds]
+    if body.explain:
+        _, explanations = await run(request, name, "explain", body.texts)
+        for row, exp in zip(out, explanations, strict=True):
+            row.explanation = exp
+    return PredictResponse(model=name, version=served.version, predictions=out)

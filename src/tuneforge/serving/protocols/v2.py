@@ -1,0 +1,214 @@
+"""Open Inference Protocol v2 (KServe / Triton REST): health, model metadata, readiness, infer.
+
+Input: one BYTES tensor of shape [n] holding the texts (JSON `data`). Outputs: `label` (BYTES
+[n]) and `score` (FP32 [n]); `outputs` in the request selects among them. Errors use the
+protocol's `{"error": "..."}` body.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from tuneforge import __version__
+from tuneforge.serving.protocols.common import run, served_or_404
+
+router = APIRouter(tags=["v2"])
+OUTPUTS = ("label", "score")
+
+
+class InferInput(BaseModel):
+    name: str
+    shape: list[int]
+    datatype: str
+    parameters: dict[str, Any] | None = None
+    data: list[Any] = Field(default_factory=list)
+
+
+class RequestedOutput(BaseModel):
+    name: str
+    parameters: dict[str, Any] | None = None
+
+
+class InferRequest(BaseModel):
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    inputs: list[InferInput] = Field(..., min_length=1)
+    outputs: list[RequestedOutput] | None = None
+
+
+class V2Error(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+async def v2_error_handler(request: Request, exc: V2Error) -> JSONResponse:
+    return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+
+@router.get("/v2")
+async def server_metadata() -> dict:
+    return {"name": "tuneforge", "version": __version__, "extensions": []}
+
+
+@router.get("/v2/health/live")
+async def live() -> dict:
+    return {"live": True}
+
+
+@router.get("/v2/health/ready")
+async def ready(request: Request) -> JSONResponse:
+    ok = bool(request.app.state.repository.models) and not request.app.state.draining
+    return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
+
+
+@router.get("/v2/models/{name}")
+@router.get("/v2/models/{name}/versions/{version}")
+async def model_metadata(name: str, request: Request, version: str | None = None) -> dict:
+    served = _served(request, name, version)
+    return {
+        "name": name,
+        "versions": [served.version],
+        "platform": f"tuneforge-{served.model.config.runtime}",
+        "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
+        "outputs": [
+            {"name": "label", "datatype": "BYTES", "shape": [-1]},
+            {"name": "score", "datatype": "FP32", "shape": [-1]},
+        ],
+    }
+
+
+@router.get("/v2/models/{name}/ready")
+@router.get("/v2/models/{name}/versions/{version}/ready")
+async def model_ready(name: str, request: Request, version: str | None = None) -> dict:
+    _served(request, name, version)
+    return {"name": name, "ready": True}
+
+
+_TENSOR_SCHEMA = {
+    "type": "object",
+    "required": ["name", "shape", "datatype", "data"],
+    "properties": {
+        "name": {"type": "string"},
+        "shape": {"type": "array", "items": {"type": "integer"}},
+        "datatype": {"type": "string"},
+        "parameters": {"type": "object"},
+        "data": {"type": "array", "items": {}},
+    },
+}
+_INFER_SCHEMA = {
+    "type": "object",
+    "required": ["inputs"],
+    "properties": {
+        "id": {"type": "string"},
+        "parameters": {"type": "object"},
+        "inputs": {"type": "array", "minItems": 1, "items": _TENSOR_SCHEMA},
+        "outputs": {
+            "type": "array",
+            "items": {"type": "object", "required": ["name"], "properties": {
+                "name": {"type": "string"}, "parameters": {"type": "object"}}},
+        },
+    },
+}  # fmt: skip
+_BODY = {
+    "requestBody": {"required": True, "content": {"application/json": {"schema": _INFER_SCHEMA}}}
+}
+
+
+@router.post("/v2/models/{name}/infer", openapi_extra=_BODY)
+@router.post("/v2/models/{name}/versions/{version}/infer", openapi_extra=_BODY)
+async def infer(name: str, request: Request, version: str | None = None):
+    """JSON body, or the binary tensor extension (`Inference-Header-Content-Length`)."""
+    _served(request, name, version)
+    body = _parse(await request.body(), request.headers.get("inference-header-content-length"))
+    texts = _texts(body)
+    wanted = [o.name for o in body.outputs] if body.outputs else list(OUTPUTS)
+    unknown = sorted(set(wanted) - set(OUTPUTS))
+    if unknown:
+        raise V2Error(400, f"Unknown output(s) {unknown}; this model has {list(OUTPUTS)}.")
+    served, preds = await run(request, name, "predict", texts)
+    labels = ["|".join(p.label) if isinstance(p.label, list) else p.label for p in preds]
+    columns = {"label": ("BYTES", labels), "score": ("FP32", [float(p.score) for p in preds])}
+    outputs = [
+        {"name": n, "datatype": columns[n][0], "shape": [len(preds)], "data": columns[n][1]}
+        for n in wanted
+    ]
+    response = {"model_name": name, "model_version": served.version, "outputs": outputs}
+    if body.id is not None:
+        response["id"] = body.id
+    return response
+
+
+def _parse(raw: bytes, header_length: str | None) -> InferRequest:
+    import json
+
+    from pydantic import ValidationError
+
+    try:
+        size = int(header_length) if header_length else len(raw)
+        if not 0 < size <= len(raw):
+            raise ValueError("Inference-Header-Content-Length outside the body")
+        body = InferRequest.model_validate(json.loads(raw[:size]))
+    except (ValueError, UnicodeDecodeError, ValidationError, RecursionError) as exc:
+        raise V2Error(400, f"Invalid inference request: {str(exc)[:300]}") from None
+    binary = memoryview(raw)[size:]
+    for tensor in body.inputs:
+        nbytes = (tensor.parameters or {}).get("binary_data_size")
+        if nbytes is not None:
+            if not isinstance(nbytes, int) or not 0 <= nbytes <= len(binary):
+                raise V2Error(400, "binary_data_size does not match the body.")
+            tensor.data, binary = _bytes_elements(binary[:nbytes]), binary[nbytes:]
+    return body
+
+
+def _bytes_elements(buf: memoryview) -> list[str]:
+    """The binary BYTES layout: each element is a 4-byte little-endian length, then the bytes."""
+    out, i = [], 0
+    while i < len(buf):
+        if i + 4 > len(buf):
+            raise V2Error(400, "Truncated BYTES tensor.")
+        n = int.from_bytes(buf[i : i + 4], "little")
+        if i + 4 + n > len(buf):
+            raise V2Error(400, "Truncated BYTES tensor.")
+        out.append(bytes(buf[i + 4 : i + 4 + n]).decode("utf-8", "replace"))
+        i += 4 + n
+    return out
+
+
+def _served(request: Request, name: str, version: str | None):
+    if request.app.state.repository.get(name) is None:
+        served_or_404(request, name)  # raises the 404 with the list of models
+    served = request.app.state.repository.get(name)
+    if version not in (None, "", served.version):
+        raise V2Error(404, f"Model '{name}' has version {served.version}, not {version}.")
+    return served
+
+
+def _texts(body: InferRequest) -> list[str]:
+    if len(body.inputs) != 1:
+        raise V2Error(400, "Send exactly one input: a BYTES tensor of texts.")
+    tensor = body.inputs[0]
+    if tensor.datatype != "BYTES":
+        raise V2Error(400, f"Input '{tensor.name}' must be BYTES, got {tensor.datatype}.")
+    flat = _flatten(tensor.data)
+    if any(not isinstance(x, str) for x in flat):
+        raise V2Error(400, "BYTES data must be strings (JSON encoding of the tensor).")
+    n = 1
+    for dim in tensor.shape:
+        n *= dim
+    if n != len(flat) or any(d < 0 for d in tensor.shape):
+        raise V2Error(400, f"shape {tensor.shape} does not match {len(flat)} data elements.")
+    return flat
+
+
+def _flatten(data: list, depth: int = 0) -> list:
+    if depth > 4:
+        raise V2Error(400, "Tensor data nested too deeply; send a flat list of strings.")
+    out: list = []
+    for x in data:
+        out.extend(_flatten(x, depth + 1) if isinstance(x, list) else [x])
+    return out

@@ -1,0 +1,108 @@
+"""fewshot: bounded contrastive batches, the loss, N-shot sampling and a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import tuneforge
+from tuneforge.data.dataset import TextDataset, load_data
+from tuneforge.data.sampling import sample_shots
+from tuneforge.errors import DataError
+from tuneforge.methods.fewshot import supervised_contrastive_loss
+from tuneforge.methods.pairs import confusable_classes, contrastive_batches, pair_count
+
+FAST = dict(epochs=3, batch_size=8, early_stopping=0, progress=False)
+
+
+def test_pairs_grow_linearly_for_100_classes():
+    """100 classes x 10 shots: pairs are bounded by examples x views x batch, not (n)^2."""
+    rng = np.random.default_rng(0)
+    for shots in (10, 20):
+        labels = np.repeat(np.arange(100), shots)
+        emb = rng.normal(size=(len(labels), 16)).astype(np.float32)
+        batches = contrastive_batches(
+            labels, 16, 4, confusable_classes(emb, labels, 8), views=3, seed=0
+        )
+        n = len(labels)
+        assert len(batches) == -(-n * 3 // 64)
+        assert pair_count(batches) <= len(batches) * 64 * 63
+        assert pair_count(batches) < n * n / 4  # far below all-pairs
+        seen = np.bincount(np.concatenate(batches), minlength=n)
+        assert seen.min() >= 1  # every example is used
+    # doubling shots doubles (not quadruples) the pairs
+    assert pair_count(batches) == pytest.approx(2 * 100 * 10 * 3 * 63, rel=0.05)
+
+
+def test_batches_group_confusable_classes():
+    labels = np.repeat(np.arange(10), 4)
+    # classes 0 and 1 share a direction; the rest are spread out
+    centers = np.eye(10, 10, dtype=np.float32)
+    centers[1] = centers[0] + 0.05
+    emb = centers[labels]
+    confusable = confusable_classes(emb, labels, 2)
+    assert confusable[0, 0] == 1 and confusable[1, 0] == 0
+    batches = contrastive_batches(labels, 3, 2, confusable, hard_fraction=1.0, views=3, seed=0)
+    with_0 = [set(labels[b]) for b in batches if labels[b[0]] == 0]
+    assert with_0 and all(1 in classes for classes in with_0)
+
+
+def test_supcon_loss_prefers_clustered_embeddings():
+    labels = torch.tensor([0, 0, 1, 1])
+    clustered = torch.nn.functional.normalize(torch.tensor([[1, 0.1], [1, 0], [0, 1], [0.1, 1]]))
+    mixed = torch.nn.functional.normalize(torch.tensor([[1, 0.1], [0, 1], [1, 0], [0.1, 1]]))
+    good = supervised_contrastive_loss(clustered, labels, 10.0)
+    bad = supervised_contrastive_loss(mixed, labels, 10.0)
+    assert good < bad
+    # no positives at all: zero loss, still differentiable
+    single = torch.randn(3, 2, requires_grad=True)
+    supervised_contrastive_loss(single, torch.tensor([0, 1, 2]), 10.0).backward()
+
+
+def test_sample_shots_is_reproducible_and_bounded():
+    labels = ["a"] * 20 + ["b"] * 20 + ["c"] * 3
+    ds = TextDataset.from_lists([f"t{i}" for i in range(len(labels))], labels)
+    one, two = sample_shots(ds, 8, seed=0), sample_shots(ds, 8, seed=0)
+    assert one.texts == two.texts
+    assert sample_shots(ds, 8, seed=1).texts != one.texts
+    assert one.class_counts() == {"a": 8, "b": 8, "c": 3}
+    assert "fewer than 8" in one.warnings[0]
+    with pytest.raises(DataError, match="at least 1"):
+        sample_shots(ds, 0)
+
+
+def test_sample_cli_writes_the_sample(tiny_data, tmp_path):
+    from typer.testing import CliRunner
+
+    from tuneforge.cli.app import _register, app
+
+    _register()
+    out = tmp_path / "s.csv"
+    args = ["sample", str(tiny_data["train"]), "--shots", "5", "--seed", "3", "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    ds = load_data(out)
+    assert ds.class_counts() == {"card": 5, "refund": 5, "transfer": 5}
+    assert ds.texts == sample_shots(load_data(tiny_data["train"]), 5, 3).texts
+
+
+def test_fewshot_trains_the_encoder_and_round_trips(tiny_bert, tiny_data, tmp_path):
+    few = sample_shots(load_data(tiny_data["train"]), 8, seed=0)
+    model = tuneforge.tune(
+        few,
+        tiny_data["test"],
+        base=str(tiny_bert),
+        method="fewshot",
+        lr=3e-3,
+        method_options={"classes_per_batch": 3, "per_class": 4},
+        out=tmp_path / "m",
+        **FAST,
+    )
+    assert model.config.method == "fewshot"
+    losses = [r["loss"] for r in model.log if "loss" in r]
+    assert len(losses) >= 3 and np.mean(losses[-2:]) < np.mean(losses[:2])
+    assert model.metrics["eval"]["accuracy"] > 0.6, model.metrics["eval"]
+    loaded = tuneforge.TunedModel.load(tmp_path / "m")
+    texts = ["card arrived post", "refund money back"]
+    np.testing.assert_allclose(loaded.predict_proba(texts), model.predict_proba(texts), atol=1e-5)

@@ -1,0 +1,90 @@
+"""One table for every method: it trains, and save/load gives identical predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tuneforge
+from tuneforge.methods import METHODS
+
+CASES = {
+    "head": ("head", {}),
+    "head-mlp": ("head", {"classifier": "mlp", "hidden": 32}),
+    "full": ("full", {}),
+    "lora": ("lora", {"r": 4, "alpha": 8}),
+    "ia3": ("lora", {"variant": "ia3"}),
+    "partial": ("partial", {"top_layers": 1}),
+}
+FAST = dict(epochs=6, batch_size=8, early_stopping=0, progress=False)
+
+
+def train(tiny_bert, tiny_data, method, options, out=None, **extra):
+    lr = {"head": 1e-2, "lora": 1e-2, "partial": 3e-3, "full": 3e-3}[method]
+    kw = {**FAST, "lr": lr, **extra}
+    return tuneforge.tune(
+        tiny_data["train"],
+        tiny_data["test"],
+        base=str(tiny_bert),
+        method=method,
+        method_options=options,
+        out=out,
+        **kw,
+    )
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_method_trains_and_round_trips(case, tiny_bert, tiny_data, tmp_path):
+    method, options = CASES[case]
+    model = train(tiny_bert, tiny_data, method, options, out=tmp_path / "m")
+    assert model.metrics["eval"]["accuracy"] > 0.6, model.metrics["eval"]
+    losses = [r["loss"] for r in model.log if "loss" in r]
+    if losses:  # gradient-trained methods: the loss falls
+        assert np.mean(losses[-5:]) < np.mean(losses[:5])
+    loaded = tuneforge.TunedModel.load(tmp_path / "m")
+    texts = ["my card has not arrived", "refund my money please", "send a bank transfer"]
+    np.testing.assert_allclose(loaded.predict_proba(texts), model.predict_proba(texts), atol=1e-5)
+    assert loaded.config.method == method
+    assert (tmp_path / "m" / "README.md").read_text().count(method) >= 1
+
+
+def test_every_registered_method_is_in_the_table():
+    assert {m for m, _ in CASES.values()} >= set(METHODS) - {"fewshot", "zeroshot", "prompt"}
+
+
+def test_lora_is_merged_into_plain_weights(tiny_bert, tiny_data, tmp_path):
+    model = train(tiny_bert, tiny_data, "lora", {"r": 4}, out=tmp_path / "m", epochs=1)
+    names = [n for n, _ in model.runtime.classifier.encoder.named_parameters()]
+    assert not any("lora" in n for n in names)
+    assert type(model.runtime.classifier.encoder).__name__ == "BertModel"
+
+
+def test_multi_label_trains_with_sigmoid_head(tiny_bert, tmp_path):
+    import sys
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[1]))
+    from conftest import make_texts, write_csv
+
+    rows = [(t, lab if i % 3 else f"{lab}|urgent") for i, (t, lab) in enumerate(make_texts(40))]
+    path = write_csv(tmp_path / "ml.csv", rows)
+    model = tuneforge.tune(path, base=str(tiny_bert), method="full", lr=3e-3, **FAST)
+    assert model.config.multi_label
+    assert "urgent" in model.labels
+    pred = model.predict(["card arrived post"])[0]
+    assert isinstance(pred.label, list)
+
+
+def test_partial_caches_lower_layers(tiny_bert, tiny_data, monkeypatch):
+    """Lower layers run once per text (during caching), never during the epochs."""
+    from tuneforge.methods import partial
+
+    calls = {"n": 0}
+    original = partial.PartialMethod._lower_states
+
+    def counting(self, *args, **kw):
+        calls["n"] += 1
+        return original(self, *args, **kw)
+
+    monkeypatch.setattr(partial.PartialMethod, "_lower_states", counting)
+    train(tiny_bert, tiny_data, "partial", {"top_layers": 1}, epochs=3)
+    assert calls["n"] == 2  # train and validation, once each, whatever the epoch count

@@ -1,0 +1,167 @@
+"""Server behaviour with a fake model (no torch): batching, admission control, rate limit,
+PII masking of inputs and logs, graceful drain."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tuneforge.serving.app import build_app
+from tuneforge.serving.batching import MicroBatcher, Overloaded
+from tuneforge.serving.limits import Limits
+from tuneforge.serving.models import BatchSettings, ModelRepository, ServedModel
+from tuneforge.serving.pii import PiiLogFilter, iban_ok, luhn_ok, mask_pii
+from tuneforge.tuned_model import Prediction
+
+KEY = "x" * 32
+
+
+class FakeModel:
+    """Labels a text 'long' or 'short'; records every batch it sees; optionally slow."""
+
+    labels = ("short", "long")
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay, self.batches, self.seen = delay, [], []
+
+    def predict(self, texts, batch_size=64, top_k=5):
+        time.sleep(self.delay)
+        self.batches.append(len(texts))
+        self.seen.extend(texts)
+        return [Prediction("long" if len(t) > 10 else "short", 0.9, {}) for t in texts]
+
+
+def fake_app(tmp_path: Path, model: FakeModel, settings: BatchSettings, limits: Limits):
+    (tmp_path / "tuneforge.yaml").write_text("labels: [short, long]\n")
+    repo = ModelRepository(settings)
+    repo.models["fake"] = ServedModel("fake", tmp_path, model, settings)
+    return build_app(repo, api_keys=[KEY], limits=limits)
+
+
+async def _post_many(app, n: int, texts: list[str]) -> list[httpx.Response]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        return await asyncio.gather(
+            *(
+                client.post(
+                    "/v1/models/fake/predict",
+                    json={"texts": texts},
+                    headers={"Authorization": f"Bearer {KEY}"},
+                )
+                for _ in range(n)
+            )
+        )
+
+
+def test_concurrent_requests_share_forward_passes(tmp_path):
+    model = FakeModel(delay=0.02)
+    app = fake_app(tmp_path, model, BatchSettings(max_batch=16, max_wait_ms=20), Limits())
+    responses = asyncio.run(_post_many(app, 24, ["hello"]))
+    assert [r.status_code for r in responses] == [200] * 24
+    assert max(model.batches) > 1 and max(model.batches) <= 16
+    assert sum(model.batches) == 24
+
+
+def test_overload_is_shed_with_503_and_retry_after(tmp_path):
+    model = FakeModel(delay=0.05)
+    settings = BatchSettings(max_batch=2, max_wait_ms=1, max_queue=4)
+    app = fake_app(tmp_path, model, settings, Limits(rate_per_second=0))
+    responses = asyncio.run(_post_many(app, 20, ["a", "b"]))
+    codes = [r.status_code for r in responses]
+    assert set(codes) <= {200, 503} and 200 in codes and 503 in codes
+    shed = next(r for r in responses if r.status_code == 503)
+    assert int(shed.headers["retry-after"]) >= 1
+
+
+def test_rate_limit_per_key_429(tmp_path):
+    app = fake_app(tmp_path, FakeModel(), BatchSettings(), Limits(rate_per_second=1, burst=3))
+    codes = [r.status_code for r in asyncio.run(_post_many(app, 6, ["a"]))]
+    assert codes.count(200) == 3 and codes.count(429) == 3
+
+
+def test_mask_pii_before_inference(tmp_path):
+    model = FakeModel()
+    app = fake_app(tmp_path, model, BatchSettings(mask_pii=True), Limits())
+    asyncio.run(_post_many(app, 1, ["write to jane@example.org now"]))
+    assert model.seen == ["write to [EMAIL] now"]
+
+
+def test_batcher_drains_queued_work_on_close():
+    async def scenario():
+        done = []
+
+        def slow(texts):
+            time.sleep(0.01)
+            return texts
+
+        batcher = MicroBatcher(slow, max_batch=1, max_wait_ms=0)
+        tasks = [asyncio.create_task(batcher.submit([f"t{i}"])) for i in range(5)]
+        await asyncio.sleep(0)
+        await batcher.close()
+        for t in tasks:
+            done.append(await t)
+        return done
+
+    assert asyncio.run(scenario()) == [[f"t{i}"] for i in range(5)]
+
+
+def test_batcher_refuses_beyond_max_queue():
+    async def scenario():
+        gate = threading.Event()
+        batcher = MicroBatcher(lambda t: (gate.wait(5), t)[1], max_batch=1, max_queue=2)
+        first = asyncio.create_task(batcher.submit(["a"]))
+        await asyncio.sleep(0.05)  # "a" is running; the queue is empty again
+        queued = [asyncio.create_task(batcher.submit([x])) for x in "bc"]
+        await asyncio.sleep(0)
+        with pytest.raises(Overloaded):
+            await batcher.submit(["d"])
+        gate.set()
+        await asyncio.gather(first, *queued)
+        await batcher.close()
+
+    asyncio.run(scenario())
+
+
+PII = [
+    ("mail jane.doe@example.com today", "mail [EMAIL] today"),
+    ("card 4111 1111 1111 1111 please", "card [CARD] please"),
+    ("card 5500-0000-0000-0004", "card [CARD]"),
+    ("IBAN GB82 WEST 1234 5698 7654 32", "IBAN [IBAN]"),
+    ("ssn 123-45-6789", "ssn [ID]"),
+    ("passport: X1234567 lost", "[ID] lost"),
+    ("call +33 6 12 34 56 78", "call [PHONE]"),
+]
+NOT_PII = [
+    "order 12345 of 100.50 on 2024-05-01",
+    "my card has not arrived after 3 days",
+    "reference 4111 1111 1111 1112",  # fails Luhn: not a card (masked as number? no: 16 digits)
+]
+
+
+@pytest.mark.parametrize(("raw", "masked"), PII)
+def test_mask_pii(raw, masked):
+    assert mask_pii(raw) == masked
+
+
+@pytest.mark.parametrize("text", NOT_PII)
+def test_non_pii_kept(text):
+    assert mask_pii(text) == text
+
+
+def test_checksums():
+    assert luhn_ok("4111111111111111") and not luhn_ok("4111111111111112")
+    assert iban_ok("DE89370400440532013000") and not iban_ok("DE89370400440532013001")
+
+
+def test_log_filter_masks_message_and_args(caplog):
+    logger = logging.getLogger("tuneforge.test.pii")
+    logger.addFilter(PiiLogFilter())
+    with caplog.at_level(logging.INFO, logger="tuneforge.test.pii"):
+        logger.info("user %s paid with %s", "jane@example.com", "4111111111111111")
+    assert caplog.records[0].getMessage() == "user [EMAIL] paid with [CARD]"

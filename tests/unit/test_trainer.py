@@ -1,0 +1,86 @@
+"""Trainer behaviour users rely on: resume after a kill, seeds, early stopping, time budget."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tuneforge
+from tuneforge.training.batching import length_grouped_batches
+
+FAST = dict(batch_size=8, early_stopping=0, progress=False, lr=3e-3, method="full")
+
+
+class Killed(Exception):
+    pass
+
+
+def test_kill_and_resume_reaches_the_same_state(tiny_bert, tiny_data, tmp_path):
+    base = dict(base=str(tiny_bert), epochs=2, checkpoint_every=4, **FAST)
+    reference = tuneforge.tune(tiny_data["train"], **base)
+
+    def kill_at_step_10(state):
+        if state.step == 10:
+            raise Killed
+
+    out = tmp_path / "run"
+    with pytest.raises(Killed):
+        tuneforge.tune(tiny_data["train"], out=out, on_step=kill_at_step_10, **base)
+    assert (tmp_path / "run.ckpt" / "checkpoint.pt").exists() and not out.exists()
+    resumed = tuneforge.tune(tiny_data["train"], out=out, resume=True, **base)
+    texts = ["card arrived", "refund money", "bank transfer"]
+    np.testing.assert_allclose(resumed.logits(texts), reference.logits(texts), atol=1e-5)
+    assert not (tmp_path / "run.ckpt").exists()  # spent checkpoints are removed on success
+
+
+def test_same_seed_same_model_other_seed_differs(tiny_bert, tiny_data):
+    runs = [
+        tuneforge.tune(tiny_data["train"], base=str(tiny_bert), epochs=1, seed=s, **FAST)
+        for s in (1, 1, 2)
+    ]
+    logits = [r.logits(["card refund bank"]) for r in runs]
+    np.testing.assert_allclose(logits[0], logits[1], atol=1e-6)
+    assert not np.allclose(logits[0], logits[2], atol=1e-4)
+
+
+def test_early_stopping_and_best_checkpoint_restore(tiny_bert, tiny_data):
+    model = tuneforge.tune(
+        tiny_data["train"],
+        base=str(tiny_bert),
+        epochs=30,
+        eval_every=0.5,
+        **{**FAST, "early_stopping": 2, "lr": 5e-3},
+    )
+    evals = [r for r in model.log if r.get("eval")]
+    assert len(evals) < 60  # stopped early
+    best = max(e["accuracy"] for e in evals)
+    assert model.metrics["validation"]["accuracy"] == pytest.approx(best)
+
+
+def test_time_budget_stops_training(tiny_bert, tiny_data):
+    model = tuneforge.tune(
+        tiny_data["train"], base=str(tiny_bert), epochs=500, max_minutes=0.05, **FAST
+    )
+    steps = max(r["step"] for r in model.log if "loss" in r)
+    assert steps < 500 * 12
+
+
+def test_length_grouped_batches_are_deterministic_and_complete():
+    lengths = list(np.random.default_rng(0).integers(1, 100, 1000))
+    a = length_grouped_batches(lengths, 16, seed=3)
+    assert a == length_grouped_batches(lengths, 16, seed=3)
+    assert a != length_grouped_batches(lengths, 16, seed=4)
+    assert sorted(i for b in a for i in b) == list(range(1000))
+    spread = np.mean([np.ptp([lengths[i] for i in b]) for b in a])
+    assert spread < 20  # batches group similar lengths: little padding
+
+
+def test_class_weights_for_imbalanced_data():
+    import torch
+
+    from tuneforge.training.task import balanced_class_weights
+
+    targets = torch.tensor([0] * 90 + [1] * 10)
+    w = balanced_class_weights(targets, 2, "auto")
+    assert w[1] > 5 * w[0]
+    assert balanced_class_weights(torch.tensor([0, 1] * 10), 2, "auto") is None
