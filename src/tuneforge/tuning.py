@@ -102,7 +102,7 @@ def tune(
         log_dir=workdir / "logs",
         on_step=on_step,
     )
-    lengths = [len(x) for x in ctx.tokenize(train_ds.texts)] if len(train_ds) else []
+    lengths = ctx.token_lengths(train_ds.texts) if len(train_ds) else []
     max_len = min(cfg.max_length, base_model.max_length)
     for warning in [] if zero_shot else data_warnings(train_ds, eval_ds, lengths, max_len):
         console.print(f"[yellow]warning:[/] {warning}")

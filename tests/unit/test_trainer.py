@@ -84,3 +84,19 @@ def test_class_weights_for_imbalanced_data():
     w = balanced_class_weights(targets, 2, "auto")
     assert w[1] > 5 * w[0]
     assert balanced_class_weights(torch.tensor([0, 1] * 10), 2, "auto") is None
+
+
+def test_resume_with_other_settings_is_refused(tiny_bert, tiny_data, tmp_path):
+    from tuneforge.errors import ConfigError
+
+    base = dict(base=str(tiny_bert), epochs=1, checkpoint_every=2, **FAST)
+
+    def kill(state):
+        if state.step == 3:
+            raise Killed
+
+    with pytest.raises(Killed):
+        tuneforge.tune(tiny_data["train"], out=tmp_path / "r", on_step=kill, **base)
+    with pytest.raises(ConfigError, match="other training settings"):
+        tuneforge.tune(tiny_data["train"], out=tmp_path / "r", resume=True,
+                       **{**base, "batch_size": 4})

@@ -27,7 +27,8 @@ def demo(
     console.print(f"Training on {train.name} (800 rows, 20 intents) with method '{method}'...")
     model = tune(train, test, method=method, out=out, progress=progress)
     console.print(model.eval_result.table(f"Evaluation on {test.name}"))
+    typer.echo(f"Test {model.eval_result.summary_line()}")
     for text in ("my card still hasn't arrived", "I forgot my passcode"):
         pred = model.predict(text)[0]
-        console.print(f"  {text!r} → [bold]{pred.label}[/] ({pred.score:.2f})")
-    console.print(f'[bold green]Model saved to {out}[/]: try `tuneforge predict {out} "some text"`')
+        typer.echo(f"  {text!r} → {pred.label} ({pred.score:.2f})")
+    typer.echo(f'Model saved to {out}: try  tuneforge predict {out} "some text"')

@@ -28,6 +28,7 @@ def evaluate(
     model = TunedModel.load(model_dir)
     result = model.evaluate(data, text_col, label_col, batch_size)
     Console().print(result.table(f"{model_dir.name} on {data.name}"))
+    typer.echo(result.summary_line())
     if result.unknown_labels:
         typer.echo(f"Note: labels unknown to the model (scored as errors): {result.unknown_labels}")
     path = result.save(out or model_dir / f"metrics-{data.stem}.json")

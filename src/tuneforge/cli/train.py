@@ -93,9 +93,10 @@ def train(
     console = Console()
     if getattr(model, "eval_result", None) is not None:
         console.print(model.eval_result.table(f"Evaluation on {eval_file}"))
+        typer.echo(f"eval: {model.eval_result.summary_line()}")
     if "validation" in model.metrics:
         console.print(f"validation: {json.dumps(model.metrics['validation'])}")
-    console.print(f"[bold green]Saved model to {out}[/] (method {model.config.method}).")
+    typer.echo(f"Saved model to {out} (method {model.config.method}).")
 
 
 def parse_options(pairs: list[str]) -> dict:

@@ -40,14 +40,15 @@ class EvalResult:
             "n": self.n,
         }
 
+    def summary_line(self) -> str:
+        return (f"accuracy {self.accuracy:.4f} · macro-F1 {self.macro_f1:.4f} · "
+                f"weighted-F1 {self.weighted_f1:.4f} · n={self.n}")
+
     def table(self, title: str = "Evaluation"):
         """A rich Table: the summary row, then every class sorted by F1 (worst first)."""
         from rich.table import Table
 
-        table = Table(
-            title=f"{title}: accuracy {self.accuracy:.4f} · macro-F1 {self.macro_f1:.4f}"
-            f" · weighted-F1 {self.weighted_f1:.4f} · n={self.n}"
-        )
+        table = Table(title=title, caption=self.summary_line())
         for col in ("class", "precision", "recall", "F1", "support"):
             table.add_column(col, justify="left" if col == "class" else "right")
         for name, row in sorted(self.per_class.items(), key=lambda kv: kv[1]["f1"]):

@@ -62,6 +62,12 @@ class MethodContext:
         texts = [self.base.text_prefix + t for t in texts]
         return tok(texts, truncation=True, max_length=max_len)["input_ids"]
 
+    def token_lengths(self, texts: list[str]) -> list[int]:
+        """Untruncated token counts, to report how many texts max_length will cut."""
+        tok = self.load_tokenizer()
+        ids = tok([self.base.text_prefix + t for t in texts], truncation=False, verbose=False)
+        return [len(x) for x in ids["input_ids"]]
+
     def targets(self, ds: TextDataset) -> torch.Tensor:
         return encode_targets(ds.labels, self.label_names, self.multi_label)
 

@@ -85,9 +85,16 @@ class PartialMethod(Method):
 
     def _lower_states(self, ctx, model, texts, layer: int, split: str) -> list[torch.Tensor]:
         dtype = getattr(torch, self.options.cache_dtype)
+        # Stop the forward pass right after the last frozen layer: the top layers' outputs
+        # would be thrown away, so computing them is wasted time.
+        last_frozen = encoder_layers(model.encoder)[layer - 1] if layer else None
 
         def run(batch):
-            out = model.encoder(**batch, output_hidden_states=True).hidden_states[layer]
+            try:
+                with _stop_after(last_frozen):
+                    out = model.encoder(**batch, output_hidden_states=True).hidden_states[layer]
+            except _Captured as captured:
+                out = captured.output
             lengths = batch["attention_mask"].sum(1).tolist()
             return [out[i, :n].to(dtype).clone() for i, n in enumerate(lengths)]
 
@@ -100,3 +107,29 @@ class PartialMethod(Method):
             prefix=ctx.base.text_prefix,
             progress=f"caching {split} layers",
         )
+
+
+class _Captured(Exception):
+    def __init__(self, output: torch.Tensor) -> None:
+        super().__init__()
+        self.output = output
+
+
+class _stop_after:  # a context manager: lower-case reads like `with`
+    """Raise `_Captured` with a module's output as soon as it is computed."""
+
+    def __init__(self, module: nn.Module | None) -> None:
+        self.module, self.handle = module, None
+
+    def __enter__(self):
+        if self.module is not None:
+            self.handle = self.module.register_forward_hook(self._hook)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.handle is not None:
+            self.handle.remove()
+
+    @staticmethod
+    def _hook(module, args, output):
+        raise _Captured(output[0] if isinstance(output, tuple) else output)

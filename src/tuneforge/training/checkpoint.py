@@ -14,9 +14,12 @@ FILE = "checkpoint.pt"
 
 
 class Checkpointer:
-    def __init__(self, workdir: Path) -> None:
+    """`fingerprint` identifies the run settings: resuming under other settings is refused."""
+
+    def __init__(self, workdir: Path, fingerprint: str = "") -> None:
         self.workdir = Path(workdir)
         self.path = self.workdir / FILE
+        self.fingerprint = fingerprint
 
     def exists(self) -> bool:
         return self.path.exists()
@@ -30,6 +33,7 @@ class Checkpointer:
             "state": dataclasses.asdict(state),
             "best": best,
             "rng": torch.get_rng_state(),
+            "fingerprint": self.fingerprint,
         }
         tmp = self.path.with_suffix(".tmp")
         torch.save(payload, tmp)
@@ -37,6 +41,11 @@ class Checkpointer:
 
     def load(self, params: dict, optimizer, scheduler, state_cls):
         payload = torch.load(self.path, weights_only=False)
+        if payload.get("fingerprint", "") != self.fingerprint:
+            raise ConfigError(
+                f"{self.path} was written with other training settings (method, data size, "
+                "epochs, lr, batch size, ...). Resume with the same command, or drop --resume."
+            )
         missing = set(params) - set(payload["params"])
         if missing:
             raise ConfigError(

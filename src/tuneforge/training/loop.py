@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import time
 from collections.abc import Callable
@@ -45,7 +47,7 @@ class Trainer:
         on_step: Callable[[TrainState], None] | None = None,
     ) -> None:
         self.config, self.lr, self.on_step = config, lr, on_step
-        self.checkpointer = Checkpointer(workdir) if workdir else None
+        self.workdir = workdir
         self.resume = resume
         self.logger = TrainLogger(progress=progress, log_dir=log_dir)
 
@@ -63,6 +65,9 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _linear_schedule(warmup, total))
         eval_interval = max(1, round(cfg.eval_every * steps_per_epoch))
         state, best = TrainState(), None
+        self.checkpointer = (
+            Checkpointer(self.workdir, _fingerprint(cfg, self.lr, task)) if self.workdir else None
+        )
         if self.resume and self.checkpointer and self.checkpointer.exists():
             state, best = self.checkpointer.load(params, optimizer, scheduler, TrainState)
             self.logger.note(f"Resumed from step {state.step}/{total} ({self.checkpointer.path}).")
@@ -173,6 +178,13 @@ def predict_logits(
         for row, i in enumerate(batch):
             out[i] = logits[row]
     return torch.stack(out) if out else torch.empty(0)
+
+
+def _fingerprint(cfg: TrainConfig, lr: float, task: TrainTask) -> str:
+    volatile = {"max_minutes", "threads", "checkpoint_every", "progress"}
+    settings = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in volatile}
+    shape = (len(task.train_lengths), sum(task.train_lengths), len(task.eval_lengths))
+    return hashlib.sha256(json.dumps([settings, lr, shape], sort_keys=True).encode()).hexdigest()
 
 
 def _param_groups(params: dict[str, nn.Parameter], weight_decay: float) -> list[dict]:

@@ -1,0 +1,84 @@
+"""Does bf16 autocast or torch.compile speed up training steps on this CPU?
+
+Times forward+backward of the default encoder + head on a banking-like batch (32 × 24 tokens),
+the three variants interleaved in one run so machine load hits them alike; reports ratios to
+fp32 eager. The trainer keeps `bf16` and `compile` off by default unless this shows a gain.
+
+    HF_HUB_OFFLINE=1 python benchmarks/bench_precision.py
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+
+OUT = Path(__file__).resolve().parent / "results" / "precision.json"
+
+
+def build():
+    from transformers import AutoModel
+
+    from tuneforge.models.classifier import Pooler, TextClassifier, build_head
+    from tuneforge.models.registry import quiet_hf, resolve_base
+
+    quiet_hf()
+    encoder = AutoModel.from_pretrained(str(resolve_base("minilm").path))
+    return TextClassifier(encoder, build_head(384, 77), Pooler("mean"))
+
+
+def step_timer(model, batch, labels, bf16: bool):
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+
+    def step() -> float:
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(**batch)
+        loss = torch.nn.functional.cross_entropy(logits.float(), labels)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        return time.perf_counter() - start
+
+    return step
+
+
+def main(rounds: int = 8) -> None:
+    torch.manual_seed(0)
+    batch = {"input_ids": torch.randint(1000, 20000, (32, 24)),
+             "attention_mask": torch.ones(32, 24, dtype=torch.long)}
+    labels = torch.randint(0, 77, (32,))
+    eager = build().train()
+    compiled_model = build().train()
+    variants = {"fp32": step_timer(eager, batch, labels, False),
+                "bf16_autocast": step_timer(build().train(), batch, labels, True)}
+    try:
+        variants["compile"] = step_timer(torch.compile(compiled_model), batch, labels, False)
+        variants["compile"]()  # compilation happens on the first call: not timed
+    except Exception as exc:  # no compiler toolchain, unsupported op, ...
+        print(f"torch.compile failed: {exc}")
+    for fn in variants.values():
+        fn()  # warm-up
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(rounds):
+        for name, fn in variants.items():
+            times[name].append(fn())
+    med = {k: statistics.median(v) for k, v in times.items()}
+    result = {"median_step_seconds": med,
+              "speedup_vs_fp32": {k: round(med["fp32"] / v, 3) for k, v in med.items()},
+              "command": " ".join(["python", *sys.argv]),
+              "date": datetime.now(UTC).isoformat(timespec="seconds"),
+              "machine": f"{platform.machine()} {platform.processor()} cpus=2",
+              "torch": torch.__version__}
+    print(json.dumps(result, indent=1))
+    OUT.write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
