@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+COMPILE_LIMIT = 420
 OUT = Path(__file__).resolve().parent / "results" / "precision.json"
 
 
@@ -49,6 +50,29 @@ def step_timer(model, batch, labels, bf16: bool):
     return step
 
 
+def _try_compile(variants, model, batch, labels, limit: int) -> float | str:
+    """Compile (timed, bounded by `limit` seconds) and add the variant if it finishes."""
+    import signal
+
+    def give_up(*_):
+        raise TimeoutError
+
+    signal.signal(signal.SIGALRM, give_up)
+    signal.alarm(limit)
+    start = time.perf_counter()
+    try:
+        step = step_timer(torch.compile(model), batch, labels, False)
+        step()  # compilation happens on the first call
+        variants["compile"] = step
+        return round(time.perf_counter() - start, 1)
+    except TimeoutError:
+        return f"not finished within {limit} s"
+    except Exception as exc:  # no compiler toolchain, unsupported op, ...
+        return f"failed: {type(exc).__name__}: {exc}"[:300]
+    finally:
+        signal.alarm(0)
+
+
 def main(rounds: int = 8) -> None:
     torch.manual_seed(0)
     batch = {"input_ids": torch.randint(1000, 20000, (32, 24)),
@@ -58,11 +82,7 @@ def main(rounds: int = 8) -> None:
     compiled_model = build().train()
     variants = {"fp32": step_timer(eager, batch, labels, False),
                 "bf16_autocast": step_timer(build().train(), batch, labels, True)}
-    try:
-        variants["compile"] = step_timer(torch.compile(compiled_model), batch, labels, False)
-        variants["compile"]()  # compilation happens on the first call: not timed
-    except Exception as exc:  # no compiler toolchain, unsupported op, ...
-        print(f"torch.compile failed: {exc}")
+    compile_seconds = _try_compile(variants, compiled_model, batch, labels, limit=COMPILE_LIMIT)
     for fn in variants.values():
         fn()  # warm-up
     times: dict[str, list[float]] = {k: [] for k in variants}
@@ -70,7 +90,7 @@ def main(rounds: int = 8) -> None:
         for name, fn in variants.items():
             times[name].append(fn())
     med = {k: statistics.median(v) for k, v in times.items()}
-    result = {"median_step_seconds": med,
+    result = {"median_step_seconds": med, "compile_seconds": compile_seconds,
               "speedup_vs_fp32": {k: round(med["fp32"] / v, 3) for k, v in med.items()},
               "command": " ".join(["python", *sys.argv]),
               "date": datetime.now(UTC).isoformat(timespec="seconds"),

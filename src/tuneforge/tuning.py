@@ -113,7 +113,7 @@ def tune(
         method=name,
         method_reason=reason,
         base=cfg.base,
-        text_prefix=base_model.text_prefix,
+        text_prefix=classifier.spec.get("text_prefix", base_model.text_prefix),
         max_length=max_len,
         pooling=classifier.spec["pooling"],
         normalize=classifier.spec["normalize"],

@@ -94,7 +94,7 @@ def test_report_opens_offline_without_errors(playwright_api, report_file):
             assert page.locator("#calibration svg").count() >= 2
             assert page.locator("#explanations .tok").count() > 0
             _check_sorting(page)
-            page.evaluate("window.scrollTo(0, 0)")
+            page.reload(wait_until="load")  # the screenshot shows the default order
             page.screenshot(path=str(shot))
         finally:
             browser.close()

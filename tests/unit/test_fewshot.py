@@ -95,7 +95,7 @@ def test_fewshot_trains_the_encoder_and_round_trips(tiny_bert, tiny_data, tmp_pa
         base=str(tiny_bert),
         method="fewshot",
         lr=3e-3,
-        method_options={"classes_per_batch": 3, "per_class": 4},
+        method_options={"classes_per_batch": 3, "per_class": 4, "top_layers": 1},
         out=tmp_path / "m",
         **FAST,
     )

@@ -68,6 +68,8 @@ def test_report_sections_and_figures(model, tiny_data):
         "punctuation",
     }
     assert report.sections["explanations"]["faithfulness"].n > 0
+    assert report.sections["training"]["svg"].startswith("<svg")  # the full method logs steps
+    assert figures["abstain"]["source"] in ("this test set", "unreachable")
     page = render(report)
     for section in ("summary", "per-class", "confusion", "calibration", "abstention", "errors"):
         assert f'id="{section}"' in page
@@ -137,3 +139,16 @@ def test_explain_cli_json(model_dir):
     exp = json.loads(result.output.strip().splitlines()[-1])
     assert exp["tokens"] == ["refund", "my", "money"] and len(exp["weights"]) == 3
     assert np.isfinite(exp["weights"]).all()
+
+
+def test_perturbations_are_seeded_and_change_text():
+    from tuneforge.evaluation.robustness import perturb, robustness
+
+    texts = ["My card has not arrived, where is it?", "Refund the double charge please."]
+    for kind in ("typos", "casing", "punctuation"):
+        assert perturb(texts, kind, seed=3) == perturb(texts, kind, seed=3)
+    assert all(a != b for a, b in zip(perturb(texts, "typos"), texts, strict=True))
+    table = robustness(
+        lambda ts: ["a" if "card" in t.lower() else "b" for t in ts], texts, ["a", "b"]
+    )
+    assert table["clean"]["accuracy"] == 1.0 and table["casing"]["changed"] == 0.0

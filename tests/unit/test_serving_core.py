@@ -165,3 +165,27 @@ def test_log_filter_masks_message_and_args(caplog):
     with caplog.at_level(logging.INFO, logger="tuneforge.test.pii"):
         logger.info("user %s paid with %s", "jane@example.com", "4111111111111111")
     assert caplog.records[0].getMessage() == "user [EMAIL] paid with [CARD]"
+
+
+def test_inflight_bound_sheds_before_parsing(tmp_path):
+    model = FakeModel(delay=0.05)
+    limits = Limits(rate_per_second=0, max_inflight=3)
+    app = fake_app(tmp_path, model, BatchSettings(max_batch=1, max_wait_ms=0), limits)
+    codes = [r.status_code for r in asyncio.run(_post_many(app, 12, ["a"]))]
+    assert codes.count(200) == 3 and codes.count(503) == 9
+
+
+def test_expected_delay_bound_refuses_early():
+    async def scenario():
+        batcher = MicroBatcher(
+            lambda t: (time.sleep(0.05 * len(t)), t)[1], max_batch=1, max_delay_ms=120
+        )
+        await batcher.submit(["warm"])  # measures ~50 ms per text
+        tasks = [asyncio.create_task(batcher.submit([str(i)])) for i in range(10)]
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        await batcher.close()
+        return results
+
+    results = asyncio.run(scenario())
+    refused = [r for r in results if isinstance(r, Overloaded)]
+    assert 0 < len(refused) < 10

@@ -9,9 +9,6 @@ import sys
 
 import httpx
 import pytest
-import schemathesis
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 import tuneforge
 from tuneforge.serving.app import build_app
@@ -19,6 +16,13 @@ from tuneforge.serving.limits import Limits
 from tuneforge.serving.models import BatchSettings, ModelRepository
 from tuneforge.serving.server import load_repository
 from tuneforge.serving.testing import LiveServer
+
+schemathesis = pytest.importorskip("schemathesis")  # the serve-test extra
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402  (a schemathesis dependency)
+from hypothesis import strategies as st  # noqa: E402
+
+pytestmark = pytest.mark.slow  # ~2 min: about 1,200 requests over loopback
 
 KEY, ADMIN = "f" * 32, "g" * 32
 AUTH = {"Authorization": f"Bearer {KEY}"}

@@ -98,5 +98,14 @@ def test_resume_with_other_settings_is_refused(tiny_bert, tiny_data, tmp_path):
     with pytest.raises(Killed):
         tuneforge.tune(tiny_data["train"], out=tmp_path / "r", on_step=kill, **base)
     with pytest.raises(ConfigError, match="other training settings"):
-        tuneforge.tune(tiny_data["train"], out=tmp_path / "r", resume=True,
-                       **{**base, "batch_size": 4})
+        tuneforge.tune(
+            tiny_data["train"], out=tmp_path / "r", resume=True, **{**base, "batch_size": 4}
+        )
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager_quality(tiny_bert, tiny_data):
+    model = tuneforge.tune(
+        tiny_data["train"], tiny_data["test"], base=str(tiny_bert), epochs=6, compile=True, **FAST
+    )
+    assert model.metrics["eval"]["accuracy"] > 0.6

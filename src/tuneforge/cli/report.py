@@ -31,8 +31,8 @@ def report(
         0.95, min=0.0, max=1.0, help="For the abstain threshold."
     ),
     train: Path | None = typer.Option(None, help="Training file, to check train/test leakage."),
-    robustness_rows: int = typer.Option(500, help="Test rows used for the noise tests."),
-    faithfulness_texts: int = typer.Option(20, help="Test texts for the faithfulness check."),
+    robustness_rows: int = typer.Option(400, help="Test rows used for the noise tests."),
+    faithfulness_texts: int = typer.Option(12, help="Test texts for the faithfulness check."),
     json_out: Path | None = typer.Option(None, "--json", help="Also write headline figures here."),
     text_col: str | None = typer.Option(None),
     label_col: str | None = typer.Option(None),

@@ -28,12 +28,15 @@ def serve(
     max_batch: int = typer.Option(32, help="Texts per forward pass."),
     max_wait_ms: float = typer.Option(5.0, help="How long a request waits for batch-mates."),
     max_queue: int = typer.Option(512, help="Queued texts beyond which requests get 503."),
+    max_delay_ms: float = typer.Option(
+        500.0, help="Refuse (503) when the expected queueing delay is longer."
+    ),
+    max_inflight: int = typer.Option(256, help="Concurrent requests beyond which 503."),
     max_texts: int = typer.Option(256, help="Texts per request."),
     max_text_chars: int = typer.Option(10_000, help="Characters per text."),
     max_body_bytes: int = typer.Option(1 << 20, help="Request body size."),
     rate: float = typer.Option(50.0, help="Requests per second per key (0: unlimited)."),
     burst: int = typer.Option(100, help="Requests a key may send at once."),
-    ray: bool = typer.Option(False, "--ray", help="Run as a Ray Serve deployment."),
 ) -> None:
     """Serve one or more models over HTTP, with API keys, limits, batching and metrics."""
     from tuneforge.errors import ConfigError
@@ -43,8 +46,6 @@ def serve(
     from tuneforge.serving.server import ServeOptions, parse_model_specs
     from tuneforge.serving.server import serve as run_server
 
-    if ray:
-        raise ConfigError("--ray is not available in this version; run without --ray.")
     api_keys = read_keys(api_key_file, "TUNEFORGE_API_KEYS")
     if not api_keys and not insecure_no_auth:
         raise ConfigError(
@@ -62,8 +63,9 @@ def serve(
             max_text_chars=max_text_chars,
             rate_per_second=rate,
             burst=burst,
+            max_inflight=max_inflight,
         ),
-        batch=BatchSettings(max_batch, max_wait_ms, max_queue, mask_pii),
+        batch=BatchSettings(max_batch, max_wait_ms, max_queue, mask_pii, max_delay_ms),
     )
     specs = parse_model_specs(models)
     typer.echo(f"Serving {', '.join(n for n, _ in specs)} on http://{host}:{port}", err=True)

@@ -49,6 +49,10 @@ def train(
     option: list[str] = typer.Option(
         [], "--option", "-O", help="Method option KEY=VALUE (YAML value), repeatable."
     ),
+    compile_: bool | None = typer.Option(
+        None, "--compile/--no-compile", help="torch.compile training (1.6x faster steps here)."
+    ),
+    bf16: bool | None = typer.Option(None, "--bf16/--no-bf16", help="bf16 autocast (needs AMX)."),
     resume: bool = typer.Option(False, help="Continue from the last checkpoint of --out."),
     progress: bool = typer.Option(True, help="Show the progress bar."),
 ) -> None:
@@ -69,6 +73,8 @@ def train(
         seed=seed,
         max_minutes=max_minutes,
         early_stopping=early_stopping,
+        compile=compile_,
+        bf16=bf16,
     )
     base_cfg = TrainConfig.from_yaml(config) if config else TrainConfig()
     merged = {**base_cfg.model_dump(), **{k: v for k, v in values.items() if v is not None}}

@@ -74,7 +74,10 @@ def _probs(model, id_lists: list[list[int]]) -> np.ndarray:
 
 
 def supports_gradients(model) -> bool:
-    return hasattr(model.runtime, "classifier")
+    """A PyTorch runtime, and captum installed (the `report` extra)."""
+    from importlib.util import find_spec
+
+    return hasattr(model.runtime, "classifier") and find_spec("captum") is not None
 
 
 def _ig_weights(model, enc: _Encoded, target: int, n_steps: int) -> np.ndarray:
@@ -120,7 +123,8 @@ def explain(
         method = "integrated_gradients" if supports_gradients(model) else "occlusion"
     if method == "integrated_gradients" and not supports_gradients(model):
         raise ConfigError(
-            f"The '{model.config.runtime}' runtime has no gradients; use --method occlusion."
+            f"Integrated gradients need a PyTorch model and captum (pip install "
+            f"'tuneforge[report]'); runtime is '{model.config.runtime}'. Use --method occlusion."
         )
     if method not in ("integrated_gradients", "occlusion"):
         raise ConfigError(f"Unknown method {method!r}: use integrated_gradients or occlusion.")

@@ -41,8 +41,10 @@ class EvalResult:
         }
 
     def summary_line(self) -> str:
-        return (f"accuracy {self.accuracy:.4f} · macro-F1 {self.macro_f1:.4f} · "
-                f"weighted-F1 {self.weighted_f1:.4f} · n={self.n}")
+        return (
+            f"accuracy {self.accuracy:.4f} · macro-F1 {self.macro_f1:.4f} · "
+            f"weighted-F1 {self.weighted_f1:.4f} · n={self.n}"
+        )
 
     def table(self, title: str = "Evaluation"):
         """A rich Table: the summary row, then every class sorted by F1 (worst first)."""

@@ -26,11 +26,14 @@ from tuneforge.methods.embedding_cache import cached_embeddings
 from tuneforge.methods.pairs import confusable_classes, contrastive_batches
 from tuneforge.models.classifier import TextClassifier
 from tuneforge.models.encode import map_batches
-from tuneforge.training.batching import pad_token_batch
+from tuneforge.training.batching import pad_hidden_batch, pad_token_batch
 from tuneforge.training.progress import TrainLogger, console
 
 
 class FewshotOptions(MethodOptions):
+    top_layers: int = Field(
+        2, ge=0, description="tune only the top k layers on cached lower outputs; 0 = all"
+    )
     views_per_epoch: int = Field(3, ge=1, description="batches each example is in, per epoch")
     classes_per_batch: int = Field(16, ge=2)
     per_class: int = Field(4, ge=1, description="examples of each class in a batch")
@@ -61,14 +64,48 @@ class FewshotMethod(Method):
         class_ids = (targets.argmax(1) if ctx.multi_label else targets).numpy()
         frozen = cached_embeddings(model, ctx, data.texts)
         confusable = confusable_classes(frozen, class_ids, opts.hard_negatives)
-        self._contrastive(ctx, model, ctx.tokenize(data.texts), class_ids, confusable)
+        embed_rows = self._trainable_embedder(ctx, model, data.texts)
+        self._contrastive(ctx, model, embed_rows, class_ids, confusable)
         model.eval()
         self._fit_head(ctx, model, data, targets.numpy())
         return model
 
-    def _contrastive(self, ctx, model, ids, class_ids, confusable) -> None:
+    def lr(self, config) -> float:
+        # top layers alone move less per step than a whole encoder (as in `partial`)
+        return config.lr or (2e-4 if self.options.top_layers else self.default_lr)
+
+    def _trainable_embedder(self, ctx, model, texts: list[str]):
+        """(function: row indices -> embeddings with grad, its parameters).
+
+        With `top_layers` k, the lower layers run once per text (their outputs are kept) and
+        each step runs only k layers forward and backward: with k=2 of 6, a third of the cost.
+        """
+        from tuneforge.methods.partial import PartialMethod, TopLayers, encoder_layers
+
+        k = self.options.top_layers
+        layers = encoder_layers(model.encoder) if k else []
+        if not k or k >= len(layers):
+            ids = ctx.tokenize(texts)
+            pad = ctx.load_tokenizer().pad_token_id or 0
+            model.encoder.train()
+            params = [p for p in model.encoder.parameters() if p.requires_grad]
+            return (lambda rows: model.embed(**pad_token_batch([ids[i] for i in rows], pad))), (
+                params
+            )
+        model.encoder.requires_grad_(False)
+        model.encoder.eval()  # frozen part: no dropout, so its cached outputs are exact
+        states = PartialMethod()._lower_states(ctx, model, texts, len(layers) - k, "train")
+        top = torch.nn.ModuleList(layers[len(layers) - k :])
+        top.requires_grad_(True)
+        top.train()
+        module = TopLayers(model.encoder.config, top, model.pooler, torch.nn.Identity())
+        return (lambda rows: module(**pad_hidden_batch([states[i] for i in rows]))), list(
+            top.parameters()
+        )
+
+    def _contrastive(self, ctx, model, embedder, class_ids, confusable) -> None:
         cfg, opts = ctx.config, self.options
-        pad = ctx.load_tokenizer().pad_token_id or 0
+        embed_rows, params = embedder
 
         def epoch_batches(epoch: int) -> list[np.ndarray]:
             return contrastive_batches(
@@ -82,7 +119,6 @@ class FewshotMethod(Method):
             )
 
         total = max(1, math.ceil(cfg.epochs * len(epoch_batches(0))))
-        params = [p for p in model.encoder.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=self.lr(cfg), weight_decay=cfg.weight_decay)
         warmup = int(cfg.warmup_ratio * total)
         schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -92,13 +128,11 @@ class FewshotMethod(Method):
         logger.start(total, 0)
         deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes else math.inf
         labels = torch.as_tensor(class_ids)
-        model.train()
         step, epoch = 0, 0
         while step < total and time.monotonic() < deadline:
             for batch in epoch_batches(epoch):
-                tokens = pad_token_batch([ids[i] for i in batch.tolist()], pad)
                 loss = supervised_contrastive_loss(
-                    model.embed(**tokens), labels[torch.as_tensor(batch)], opts.scale
+                    embed_rows(batch.tolist()), labels[torch.as_tensor(batch)], opts.scale
                 )
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)

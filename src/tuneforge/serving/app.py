@@ -1,5 +1,5 @@
 """The FastAPI app: protocol routers around one `ModelRepository`, wrapped (outermost first) in
-access log + metrics → auth → rate limit → body-size limit."""
+access log + metrics → admission (in-flight bound) → auth → rate limit → body-size limit."""
 
 from __future__ import annotations
 
@@ -12,7 +12,12 @@ from fastapi.responses import JSONResponse, Response
 
 from tuneforge import __version__
 from tuneforge.serving.auth import OPEN_PATHS, AuthMiddleware, KeySet, bearer
-from tuneforge.serving.limits import BodyLimitMiddleware, Limits, RateLimitMiddleware
+from tuneforge.serving.limits import (
+    AdmissionMiddleware,
+    BodyLimitMiddleware,
+    Limits,
+    RateLimitMiddleware,
+)
 from tuneforge.serving.logs import AccessLogMiddleware, server_log
 from tuneforge.serving.metrics import ServerMetrics
 from tuneforge.serving.models import ModelRepository
@@ -58,6 +63,7 @@ def build_app(
     )
     keyset = None if api_keys is None else KeySet([*api_keys, *(admin_keys or [])])
     app.add_middleware(AuthMiddleware, keys=keyset)
+    app.add_middleware(AdmissionMiddleware, max_inflight=limits.max_inflight, open_paths=OPEN_PATHS)
     app.add_middleware(AccessLogMiddleware, metrics=metrics)
     return app
 

@@ -4,7 +4,8 @@ A request is a list of texts. The worker takes the oldest request, then waits up
 for more until `max_batch` texts are collected, runs them as one call in a single inference
 thread (onnxruntime and torch release the GIL, the event loop stays free) and resolves each
 request's future with its slice. Admission control: when more than `max_queue` texts are
-waiting, new requests are refused at once (`Overloaded` → 503 + Retry-After) instead of queueing
+waiting, or when the measured time per text says the wait would exceed `max_delay_ms`, new
+requests are refused at once (`Overloaded` → 503 + Retry-After) instead of queueing
 without bound, so accepted requests keep a bounded latency under overload.
 """
 
@@ -45,11 +46,13 @@ class MicroBatcher:
         max_batch: int = 32,
         max_wait_ms: float = 5.0,
         max_queue: int = 1024,
+        max_delay_ms: float = 500.0,
         on_batch: Callable[[int, float], None] | None = None,
         name: str = "model",
     ) -> None:
         self.fn, self.max_batch, self.max_wait = fn, max_batch, max_wait_ms / 1000
         self.max_queue, self.on_batch = max_queue, on_batch
+        self.max_delay = max_delay_ms / 1000
         self._queue: deque[_Item] = deque()
         self._queued_texts = 0
         self._wake: asyncio.Event | None = None
@@ -70,9 +73,13 @@ class MicroBatcher:
     async def submit(self, texts: Sequence[str]) -> list:
         if self._closing:
             raise Closed("model is shutting down")
-        if self._queued_texts + len(texts) > self.max_queue:
-            wait = max(1.0, self._queued_texts * self._seconds_per_text)
-            raise Overloaded(retry_after=min(wait, 30.0))
+        # Refuse when the queue is full, or when the measured service time says the wait
+        # would exceed max_delay: accepted requests keep a bounded latency on any hardware.
+        expected_wait = self._queued_texts * self._seconds_per_text
+        if self._queued_texts + len(texts) > self.max_queue or (
+            self._queued_texts and expected_wait > self.max_delay
+        ):
+            raise Overloaded(retry_after=min(max(1.0, expected_wait), 30.0))
         self.start()
         future = asyncio.get_running_loop().create_future()
         self._queue.append(_Item(texts, future))

@@ -20,6 +20,7 @@ class Limits:
     max_explain_texts: int = 8
     rate_per_second: float = 50.0  # sustained requests per key; 0 disables
     burst: int = 100
+    max_inflight: int = 256  # concurrent requests being handled; beyond: 503 (0 disables)
 
     def check_texts(self, texts: list[str]) -> tuple[int, str] | None:
         """(status, message) when `texts` break a limit, else None."""
@@ -114,3 +115,31 @@ class RateLimitMiddleware:
                 [(b"retry-after", str(max(1, round(wait + 0.5))).encode())],
             )
         return await self.app(scope, receive, send)
+
+
+class AdmissionMiddleware:
+    """Sheds load before any parsing: beyond `max_inflight` concurrent requests, 503 at once.
+
+    The batcher's own admission only sees requests that got as far as the model; under a flood
+    the event loop itself becomes the queue, and this bound keeps that queue short.
+    """
+
+    def __init__(self, app, max_inflight: int, open_paths: tuple[str, ...]) -> None:
+        self.app, self.max_inflight, self.open_paths = app, max_inflight, open_paths
+        self.inflight = 0
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not self.max_inflight or scope["path"] in self.open_paths:
+            return await self.app(scope, receive, send)
+        if self.inflight >= self.max_inflight:
+            return await send_json(
+                send,
+                503,
+                {"detail": "Server at capacity; request not queued. Retry after Retry-After."},
+                [(b"retry-after", b"1")],
+            )
+        self.inflight += 1
+        try:
+            return await self.app(scope, receive, send)
+        finally:
+            self.inflight -= 1

@@ -25,6 +25,7 @@ class BatchSettings:
     max_wait_ms: float = 5.0
     max_queue: int = 512
     mask_pii: bool = False
+    max_delay_ms: float = 500.0
 
 
 def artifact_version(path: Path) -> str:
@@ -48,6 +49,7 @@ class ServedModel:
             "max_batch": settings.max_batch,
             "max_wait_ms": settings.max_wait_ms,
             "max_queue": settings.max_queue,
+            "max_delay_ms": settings.max_delay_ms,
             "on_batch": observe,
             "name": name,
         }

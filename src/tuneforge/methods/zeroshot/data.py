@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 from tuneforge.data.dataset import TextDataset, load_data
@@ -22,7 +21,11 @@ def zero_shot_setup(cfg, train, labels, text_col: str | None):
             f"'{cfg.method}'. Use --method zeroshot (or auto), or drop --labels."
         )
     specs = parse_labels(labels)
-    recorded = str(labels) if isinstance(labels, Path | str) else [asdict(s) for s in specs]
+    recorded = (
+        str(labels)
+        if isinstance(labels, Path | str)
+        else {s.name: {"description": s.description, "examples": s.examples} for s in specs}
+    )
     options = {**cfg.method_options, "labels": recorded}
     cfg = cfg.model_copy(update={"method": "zeroshot", "method_options": options})
     if train is None:
