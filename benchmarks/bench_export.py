@@ -4,7 +4,7 @@ transformers (PyTorch fp32) on the same model and the same banking77 texts, in o
 For each engine: throughput (texts/s) and p50/p99 latency per call at batch 1 and 32 (random
 chunks of the texts), throughput over 1,024 texts in length-sorted batches of 32 (how every
 engine runs a file), and the accuracy figures the export's gate recorded. Threads are pinned to
-the same count for all.
+the same count for all; engines take turns over several rounds and keep their best.
 
     HF_HUB_OFFLINE=1 python benchmarks/bench_export.py --model runs/b77 \
         --exported runs/b77-int8 runs/b77-int8-p2 --threads 1
@@ -91,8 +91,9 @@ def main() -> None:
     ap.add_argument("--exported", type=Path, nargs="+", required=True)
     ap.add_argument("--texts", type=Path, default=DATA)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--seconds", type=float, default=12.0, help="Per engine and batch size.")
+    ap.add_argument("--seconds", type=float, default=5.0, help="Per engine, batch size, round.")
     ap.add_argument("--bulk-texts", type=int, default=1024)
+    ap.add_argument("--rounds", type=int, default=3, help="Turns per engine; best one kept.")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/export_banking77.json")
     args = ap.parse_args()
     if not args.texts.exists():
@@ -105,14 +106,21 @@ def main() -> None:
     texts = pd.read_csv(args.texts)["text"].astype(str).tolist()
     rng = np.random.default_rng(0)
     texts = [texts[i] for i in rng.permutation(len(texts))]
-    rows = []
-    for name, fn, export_info in engines(args.model, args.exported):
-        row = {"engine": name, "export": export_info}
-        for batch in (1, 32):
-            row[f"batch_{batch}"] = timed_calls(fn, texts, batch, args.seconds)
-        row["bulk_sorted_32"] = bulk(fn, texts, 32, args.bulk_texts)
-        rows.append(row)
-        print(json.dumps({k: v for k, v in row.items() if k != "export"}), flush=True)
+    # Engines take turns for `rounds` rounds and each keeps its best round: on a shared machine
+    # the load changes during the run, and turns keep every engine exposed to the same changes.
+    loaded = list(engines(args.model, args.exported))
+    rows = [{"engine": name, "export": info} for name, _, info in loaded]
+    for _ in range(args.rounds):
+        for row, (_, fn, _) in zip(rows, loaded, strict=True):
+            for key, run in (
+                ("batch_1", lambda f: timed_calls(f, texts, 1, args.seconds)),
+                ("batch_32", lambda f: timed_calls(f, texts, 32, args.seconds)),
+                ("bulk_sorted_32", lambda f: bulk(f, texts, 32, args.bulk_texts)),
+            ):
+                result = run(fn)
+                if key not in row or result["texts_per_second"] > row[key]["texts_per_second"]:
+                    row[key] = result
+            print(json.dumps({k: v for k, v in row.items() if k != "export"}), flush=True)
     base = rows[0]
     for row in rows:
         row["speedup_vs_sentence_transformers"] = {

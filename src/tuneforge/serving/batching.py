@@ -12,6 +12,7 @@ without bound, so accepted requests keep a bounded latency under overload.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -59,7 +60,7 @@ class MicroBatcher:
         self._task: asyncio.Task | None = None
         self._closing = False
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"infer-{name}")
-        self._seconds_per_text = 0.01  # running estimate, for Retry-After
+        self._batch_seconds = 0.01  # running estimate of one forward pass (recent batches)
 
     @property
     def queued_texts(self) -> int:
@@ -75,7 +76,7 @@ class MicroBatcher:
             raise Closed("model is shutting down")
         # Refuse when the queue is full, or when the measured service time says the wait
         # would exceed max_delay: accepted requests keep a bounded latency on any hardware.
-        expected_wait = self._queued_texts * self._seconds_per_text
+        expected_wait = math.ceil(self._queued_texts / self.max_batch) * self._batch_seconds
         if self._queued_texts + len(texts) > self.max_queue or (
             self._queued_texts and expected_wait > self.max_delay
         ):
@@ -132,7 +133,9 @@ class MicroBatcher:
                     item.future.set_exception(exc)
             return
         elapsed = time.monotonic() - start
-        self._seconds_per_text = 0.8 * self._seconds_per_text + 0.2 * elapsed / len(texts)
+        # Under load batches are full, so this tracks the cost of the passes queued requests wait
+        # for; under light load it is small and nothing is refused.
+        self._batch_seconds = 0.8 * self._batch_seconds + 0.2 * elapsed
         if self.on_batch:
             self.on_batch(len(texts), elapsed)
         offset = 0

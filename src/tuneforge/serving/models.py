@@ -26,6 +26,9 @@ class BatchSettings:
     max_queue: int = 512
     mask_pii: bool = False
     max_delay_ms: float = 500.0
+    # A micro-batch is length-sorted and cut into forward passes of this size: a random batch
+    # of 32 short texts padded to its longest ran at a third of the sorted throughput.
+    forward_batch: int = 8
 
 
 def artifact_version(path: Path) -> str:
@@ -64,10 +67,10 @@ class ServedModel:
 
     # Run in the batcher's inference thread.
     def _predict_batch(self, texts: list[str]) -> list:
-        return self.model.predict(texts, batch_size=len(texts), top_k=5)
+        return self.model.predict(texts, batch_size=self.settings.forward_batch, top_k=5)
 
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
-        return self.model.embed(texts, batch_size=len(texts))
+        return self.model.embed(texts, batch_size=self.settings.forward_batch)
 
     def _prepare(self, texts: list[str]) -> list[str]:
         return [mask_pii(t) for t in texts] if self.settings.mask_pii else list(texts)
