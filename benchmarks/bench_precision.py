@@ -75,13 +75,17 @@ def _try_compile(variants, model, batch, labels, limit: int) -> float | str:
 
 def main(rounds: int = 8) -> None:
     torch.manual_seed(0)
-    batch = {"input_ids": torch.randint(1000, 20000, (32, 24)),
-             "attention_mask": torch.ones(32, 24, dtype=torch.long)}
+    batch = {
+        "input_ids": torch.randint(1000, 20000, (32, 24)),
+        "attention_mask": torch.ones(32, 24, dtype=torch.long),
+    }
     labels = torch.randint(0, 77, (32,))
     eager = build().train()
     compiled_model = build().train()
-    variants = {"fp32": step_timer(eager, batch, labels, False),
-                "bf16_autocast": step_timer(build().train(), batch, labels, True)}
+    variants = {
+        "fp32": step_timer(eager, batch, labels, False),
+        "bf16_autocast": step_timer(build().train(), batch, labels, True),
+    }
     compile_seconds = _try_compile(variants, compiled_model, batch, labels, limit=COMPILE_LIMIT)
     for fn in variants.values():
         fn()  # warm-up
@@ -90,12 +94,15 @@ def main(rounds: int = 8) -> None:
         for name, fn in variants.items():
             times[name].append(fn())
     med = {k: statistics.median(v) for k, v in times.items()}
-    result = {"median_step_seconds": med, "compile_seconds": compile_seconds,
-              "speedup_vs_fp32": {k: round(med["fp32"] / v, 3) for k, v in med.items()},
-              "command": " ".join(["python", *sys.argv]),
-              "date": datetime.now(UTC).isoformat(timespec="seconds"),
-              "machine": f"{platform.machine()} {platform.processor()} cpus=2",
-              "torch": torch.__version__}
+    result = {
+        "median_step_seconds": med,
+        "compile_seconds": compile_seconds,
+        "speedup_vs_fp32": {k: round(med["fp32"] / v, 3) for k, v in med.items()},
+        "command": " ".join(["python", *sys.argv]),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()} {platform.processor()} cpus=2",
+        "torch": torch.__version__,
+    }
     print(json.dumps(result, indent=1))
     OUT.write_text(json.dumps(result, indent=1))
 

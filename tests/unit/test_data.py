@@ -74,7 +74,7 @@ def test_class_with_one_example_and_single_class(tmp_path):
 
 
 def test_unknown_format_and_missing_file(tmp_path):
-    with pytest.raises(DataError, match="unknown file type '.xlsx'"):
+    with pytest.raises(DataError, match=r"unknown file type '\.xlsx'"):
         load_data(write(tmp_path / "d.xlsx", "x"))
     with pytest.raises(DataError, match="file not found"):
         load_data(tmp_path / "nope.csv")
