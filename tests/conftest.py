@@ -91,3 +91,23 @@ def shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"needs {path} (the shared data sets are not in a user's clone)")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tiny_bert, tiny_data, tmp_path_factory) -> Path:
+    """A tiny `full` model trained once per session. Read-only: copy it before changing it."""
+    import tuneforge
+
+    out = tmp_path_factory.mktemp("tiny-model") / "m"
+    tuneforge.tune(
+        tiny_data["train"],
+        base=str(tiny_bert),
+        method="full",
+        epochs=6,
+        lr=3e-3,
+        batch_size=8,
+        early_stopping=0,
+        progress=False,
+        out=out,
+    )
+    return out

@@ -32,7 +32,7 @@ def playwright_api():
 
 
 @pytest.fixture(scope="module")
-def report_file(tiny_bert, tiny_data, tmp_path_factory) -> tuple[Path, Path]:
+def report_file(tiny_model_dir, tiny_data, tmp_path_factory) -> tuple[Path, Path]:
     """(report.html, where its screenshot goes)."""
     given = os.environ.get("TUNEFORGE_REPORT_HTML")
     if given:
@@ -44,17 +44,7 @@ def report_file(tiny_bert, tiny_data, tmp_path_factory) -> tuple[Path, Path]:
     from tuneforge.evaluation.report_html import write_report
 
     root = tmp_path_factory.mktemp("browser")
-    model = tuneforge.tune(
-        tiny_data["train"],
-        base=str(tiny_bert),
-        method="full",
-        epochs=6,
-        lr=3e-3,
-        batch_size=8,
-        early_stopping=0,
-        progress=False,
-        out=root / "m",
-    )
+    model = tuneforge.TunedModel.load(tiny_model_dir)
     opts = ReportOptions(bootstrap_resamples=50, faithfulness_texts=6, ig_steps=8)
     report = build_report(
         model, load_data(tiny_data["test"]), opts, train=load_data(tiny_data["train"])

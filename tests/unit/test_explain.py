@@ -12,18 +12,8 @@ from tuneforge.evaluation.explain import explain, faithfulness, to_html, to_rich
 
 
 @pytest.fixture(scope="module")
-def model(tiny_bert, tiny_data, tmp_path_factory):
-    return tuneforge.tune(
-        tiny_data["train"],
-        base=str(tiny_bert),
-        method="full",
-        epochs=6,
-        lr=3e-3,
-        batch_size=8,
-        early_stopping=0,
-        progress=False,
-        out=tmp_path_factory.mktemp("explain") / "m",
-    )
+def model(tiny_model_dir):
+    return tuneforge.TunedModel.load(tiny_model_dir)
 
 
 class _NoGradRuntime:

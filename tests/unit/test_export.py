@@ -17,19 +17,8 @@ INT8_MIN_AGREEMENT = 0.9
 
 
 @pytest.fixture(scope="module")
-def tuned(tmp_path_factory, tiny_bert, tiny_data):
-    out = tmp_path_factory.mktemp("tuned") / "m"
-    return tuneforge.tune(
-        tiny_data["train"],
-        base=str(tiny_bert),
-        method="full",
-        epochs=6,
-        lr=3e-3,
-        batch_size=8,
-        early_stopping=0,
-        progress=False,
-        out=out,
-    )
+def tuned(tiny_model_dir):
+    return tuneforge.TunedModel.load(tiny_model_dir)
 
 
 def test_fp32_export_matches_torch(tuned, tiny_data, tmp_path):

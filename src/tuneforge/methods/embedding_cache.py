@@ -40,18 +40,23 @@ def cached_embeddings(model, ctx, texts: list[str], use_cache: bool = True) -> n
     file = cache_dir("embeddings", model_fingerprint(ctx.base.path)) / f"{key}.npy"
     if use_cache and file.exists():
         return np.load(file)
-    model.eval()
-    rows = map_batches(
-        lambda b: list(model.embed(**b).numpy()),
-        ctx.load_tokenizer(),
-        texts,
-        max_len,
-        prefix=ctx.base.text_prefix,
-        progress="embedding",
-    )
-    emb = np.stack(rows).astype(np.float32)
+    emb = embed_texts(model, ctx, texts, progress="embedding")
     if use_cache:
         tmp = file.with_name(f"{file.stem}.{os.getpid()}.tmp.npy")
         np.save(tmp, emb)
         os.replace(tmp, file)
     return emb
+
+
+def embed_texts(model, ctx, texts: list[str], progress: str | None = None) -> np.ndarray:
+    """Pooled embeddings of `texts` by the model's current encoder (no cache)."""
+    model.eval()
+    rows = map_batches(
+        lambda b: list(model.embed(**b).numpy()),
+        ctx.load_tokenizer(),
+        texts,
+        min(ctx.config.max_length, ctx.base.max_length),
+        prefix=ctx.base.text_prefix,
+        progress=progress,
+    )
+    return np.stack(rows).astype(np.float32)

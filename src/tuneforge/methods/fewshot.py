@@ -22,10 +22,9 @@ import torch
 from pydantic import Field
 
 from tuneforge.methods.base import Method, MethodContext, MethodOptions, register_method
-from tuneforge.methods.embedding_cache import cached_embeddings
+from tuneforge.methods.embedding_cache import cached_embeddings, embed_texts
 from tuneforge.methods.pairs import confusable_classes, contrastive_batches
 from tuneforge.models.classifier import TextClassifier
-from tuneforge.models.encode import map_batches
 from tuneforge.training.batching import pad_hidden_batch, pad_token_batch
 from tuneforge.training.progress import TrainLogger, console
 
@@ -153,7 +152,7 @@ class FewshotMethod(Method):
 
         from tuneforge.methods.head import _copy_into_linear
 
-        x = _embed(model, ctx, data.texts)
+        x = embed_texts(model, ctx, data.texts)
         weight = "balanced" if ctx.config.class_weights == "balanced" else None
 
         def make(c: float):
@@ -192,18 +191,6 @@ def supervised_contrastive_loss(
 class _Stopped:
     def __init__(self, reason: str) -> None:
         self.stop_reason = reason
-
-
-def _embed(model, ctx, texts: list[str]) -> np.ndarray:
-    max_len = min(ctx.config.max_length, ctx.base.max_length)
-    rows = map_batches(
-        lambda b: list(model.embed(**b).numpy()),
-        ctx.load_tokenizer(),
-        texts,
-        max_len,
-        prefix=ctx.base.text_prefix,
-    )
-    return np.stack(rows).astype(np.float32)
 
 
 def _concat(a, b):

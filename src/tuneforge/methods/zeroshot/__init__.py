@@ -19,10 +19,9 @@ import torch
 from pydantic import Field
 
 from tuneforge.methods.base import Method, MethodContext, MethodOptions, register_method
-from tuneforge.methods.embedding_cache import cached_embeddings
+from tuneforge.methods.embedding_cache import cached_embeddings, embed_texts
 from tuneforge.methods.zeroshot.labels import LabelSpec, parse_labels
 from tuneforge.models.classifier import TextClassifier
-from tuneforge.models.encode import map_batches
 
 DEFAULT_TEMPLATES = ["{label}", "This text is about {label}."]
 
@@ -102,18 +101,6 @@ def label_prototypes(model, ctx, specs: list[LabelSpec], templates: list[str]):
     protos = np.stack([emb[owner == i].mean(0) for i in range(len(specs))])
     protos /= np.linalg.norm(protos, axis=1, keepdims=True).clip(min=1e-9)
     return protos.astype(np.float32), (emb, owner)
-
-
-def embed_texts(model, ctx, texts: list[str]) -> np.ndarray:
-    max_len = min(ctx.config.max_length, ctx.base.max_length)
-    rows = map_batches(
-        lambda b: list(model.embed(**b).numpy()),
-        ctx.load_tokenizer(),
-        texts,
-        max_len,
-        prefix=ctx.base.text_prefix,
-    )
-    return np.stack(rows).astype(np.float32)
 
 
 def pseudo_label_selection(probs: np.ndarray, min_confidence: float, per_class: int) -> np.ndarray:
