@@ -133,6 +133,7 @@ def run_setfit(train_file, test_file, shots, seed, base):
     test = load_data(test_file)
     model = SetFitModel.from_pretrained(str(resolve_base(base).path))
     args = TrainingArguments(
+        output_dir=tempfile.mkdtemp(prefix="setfit-"),  # never inside the repository
         batch_size=32,
         num_iterations=setfit_iterations(),
         num_epochs=1,
