@@ -187,6 +187,7 @@ def main() -> None:
         sys.exit(f"needs {train} (../shared/data)")
     plans = {
         "head": ("head", 1, {}, None),
+        "head-cold": ("head", 1, {"cache": False}, None),  # embeddings computed, not cached
         "partial": ("partial", 6, {"top_layers": 2}, 3e-4),
         "partial3": ("partial", 5, {"top_layers": 3}, 2e-4),
         "lora": ("lora", 3, {}, 1e-3),
