@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -59,29 +59,22 @@ def _tensors(batch: dict) -> dict[str, torch.Tensor]:
     return {k: torch.as_tensor(v) for k, v in batch.items()}
 
 
-class _Runtimes(dict):
-    """Runtime classes by name; optional ones register themselves when their module is imported,
-    which happens here on first lookup (so `import tuneforge` never loads onnxruntime)."""
-
-    OPTIONAL: ClassVar[dict[str, str]] = {"onnx": "tuneforge.export.onnx_runtime"}
-
-    def __contains__(self, name: object) -> bool:
-        if not super().__contains__(name) and name in self.OPTIONAL:
-            import importlib
-
-            try:
-                importlib.import_module(self.OPTIONAL[name])
-            except ImportError:
-                return False
-        return super().__contains__(name)
-
-    def __missing__(self, name: str) -> type:
-        if name in self:
-            return super().__getitem__(name)
-        raise KeyError(name)
+RUNTIMES: dict[str, type] = {"torch": TorchRuntime}
+# Optional runtimes register themselves in RUNTIMES when their module is imported; importing on
+# first use keeps `import tuneforge` free of onnxruntime.
+OPTIONAL_RUNTIMES = {"onnx": "tuneforge.export.onnx_runtime"}
 
 
-RUNTIMES: dict[str, type] = _Runtimes(torch=TorchRuntime)
+def runtime_class(name: str) -> type | None:
+    """The runtime class for an artifact's `runtime` name, or None if it is not installed."""
+    if name not in RUNTIMES and name in OPTIONAL_RUNTIMES:
+        import importlib
+
+        try:
+            importlib.import_module(OPTIONAL_RUNTIMES[name])
+        except ImportError:
+            return None
+    return RUNTIMES.get(name)
 
 
 def load_tokenizer(directory: Path):

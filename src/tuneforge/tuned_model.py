@@ -15,7 +15,7 @@ from tuneforge.errors import ArtifactError
 from tuneforge.evaluation.metrics import EvalResult, evaluate_predictions
 from tuneforge.models.encode import map_batches
 from tuneforge.paths import write_dir_atomically
-from tuneforge.runtime import RUNTIMES, load_tokenizer
+from tuneforge.runtime import load_tokenizer, runtime_class
 
 METRICS_FILE, LOG_FILE = "metrics.json", "training_log.jsonl"
 
@@ -150,12 +150,13 @@ class TunedModel:
                 "`tuneforge train DATA --out DIR`."
             )
         config = ArtifactConfig.load(path)
-        if config.runtime not in RUNTIMES:
+        runtime_cls = runtime_class(config.runtime)
+        if runtime_cls is None:
             raise ArtifactError(
                 f"{path} needs the '{config.runtime}' runtime; install the "
                 "matching extra (pip install 'tuneforge[export]')."
             )
-        runtime = RUNTIMES[config.runtime].load(path, config)
+        runtime = runtime_cls.load(path, config)
         metrics_file, log_file = path / METRICS_FILE, path / LOG_FILE
         metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
         log = (
