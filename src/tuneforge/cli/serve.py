@@ -37,6 +37,14 @@ def serve(
     max_body_bytes: int = typer.Option(1 << 20, help="Request body size."),
     rate: float = typer.Option(50.0, help="Requests per second per key (0: unlimited)."),
     burst: int = typer.Option(100, help="Requests a key may send at once."),
+    ray: bool = typer.Option(
+        False, "--ray", help="Run as a Ray Serve deployment (pip install 'tuneforge[ray]')."
+    ),
+    replicas: int = typer.Option(2, help="With --ray: replicas, each with its own models."),
+    cpus_per_replica: float = typer.Option(1.0, help="With --ray: CPUs reserved per replica."),
+    ray_address: str | None = typer.Option(
+        None, help="With --ray: join this Ray cluster (default: start a local one)."
+    ),
 ) -> None:
     """Serve one or more models over HTTP, with API keys, limits, batching and metrics."""
     from tuneforge.errors import ConfigError
@@ -69,4 +77,28 @@ def serve(
     )
     specs = parse_model_specs(models)
     typer.echo(f"Serving {', '.join(n for n, _ in specs)} on http://{host}:{port}", err=True)
-    run_server(specs, options)
+    if ray:
+        _serve_on_ray(specs, options, replicas, cpus_per_replica, ray_address)
+    else:
+        run_server(specs, options)
+
+
+def _serve_on_ray(specs, options, replicas: int, cpus: float, address: str | None) -> None:
+    import signal
+    import time
+
+    from tuneforge.errors import ConfigError
+
+    try:
+        from tuneforge.serving import ray_deploy
+    except ImportError as exc:
+        raise ConfigError(f"--ray needs Ray Serve ({exc}): pip install 'tuneforge[ray]'") from exc
+
+    ray_deploy.start(specs, options, ray_deploy.RayOptions(replicas, cpus, address))
+    typer.echo(f"Ray Serve: {replicas} replicas ready; Ctrl-C stops.", err=True)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop Ray on SIGTERM too
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        ray_deploy.stop()
