@@ -189,3 +189,29 @@ def test_expected_delay_bound_refuses_early():
     results = asyncio.run(scenario())
     refused = [r for r in results if isinstance(r, Overloaded)]
     assert 0 < len(refused) < 10
+
+
+def test_accepted_requests_are_answered_within_the_delay_bound():
+    """The estimate counts the pass already running and the request's own pass, so what is
+    accepted is answered in about max_delay, however many arrive at once."""
+
+    async def timed(batcher, text):
+        start = time.monotonic()
+        await batcher.submit([text])
+        return time.monotonic() - start
+
+    async def scenario():
+        batcher = MicroBatcher(lambda t: (time.sleep(0.04), t)[1], max_batch=2, max_delay_ms=200)
+        await batcher.submit(["warm"])
+        await batcher.submit(["warm"])  # the running estimate converges towards 40 ms a pass
+        results = []
+        for _ in range(3):  # waves of 40 arrivals
+            wave = [asyncio.create_task(timed(batcher, str(i))) for i in range(40)]
+            results += await asyncio.gather(*wave, return_exceptions=True)
+        await batcher.close()
+        return results
+
+    results = asyncio.run(scenario())
+    latencies = [r for r in results if isinstance(r, float)]
+    assert 0 < len(latencies) < len(results)
+    assert max(latencies) < 0.2 + 0.1, max(latencies)  # bound + one pass of estimation error

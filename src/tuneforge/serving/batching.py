@@ -4,7 +4,8 @@ A request is a list of texts. The worker takes the oldest request, then waits up
 for more until `max_batch` texts are collected, runs them as one call in a single inference
 thread (onnxruntime and torch release the GIL, the event loop stays free) and resolves each
 request's future with its slice. Admission control: when more than `max_queue` texts are
-waiting, or when the measured time per text says the wait would exceed `max_delay_ms`, new
+waiting, or when the measured time per text says the answer would come later than
+`max_delay_ms` (the pass running now, the queue and its own pass), new
 requests are refused at once (`Overloaded` → 503 + Retry-After) instead of queueing
 without bound, so accepted requests keep a bounded latency under overload.
 """
@@ -12,7 +13,6 @@ without bound, so accepted requests keep a bounded latency under overload.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -60,7 +60,12 @@ class MicroBatcher:
         self._task: asyncio.Task | None = None
         self._closing = False
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"infer-{name}")
-        self._batch_seconds = 0.01  # running estimate of one forward pass (recent batches)
+        # Running estimate of the cost of one text in a pass (None until the first pass).
+        # Per text rather than per pass: small passes overstate it, so a burst after a quiet
+        # spell is refused a little early rather than answered late.
+        self._text_seconds: float | None = None
+        self._running_since: float | None = None  # start of the pass in the executor, if any
+        self._running_texts = 0
 
     @property
     def queued_texts(self) -> int:
@@ -74,19 +79,30 @@ class MicroBatcher:
     async def submit(self, texts: Sequence[str]) -> list:
         if self._closing:
             raise Closed("model is shutting down")
-        # Refuse when the queue is full, or when the measured service time says the wait
-        # would exceed max_delay: accepted requests keep a bounded latency on any hardware.
-        expected_wait = math.ceil(self._queued_texts / self.max_batch) * self._batch_seconds
-        if self._queued_texts + len(texts) > self.max_queue or (
-            self._queued_texts and expected_wait > self.max_delay
-        ):
-            raise Overloaded(retry_after=min(max(1.0, expected_wait), 30.0))
+        # Refuse when the queue is full, or when the measured service time says this request
+        # would be answered later than max_delay: accepted requests keep a bounded latency on
+        # any hardware. An idle model always accepts.
+        expected = self.expected_latency(len(texts))
+        busy = self._queued_texts or self._running_since is not None
+        if self._queued_texts + len(texts) > self.max_queue or (busy and expected > self.max_delay):
+            raise Overloaded(retry_after=min(max(1.0, expected), 30.0))
         self.start()
         future = asyncio.get_running_loop().create_future()
         self._queue.append(_Item(texts, future))
         self._queued_texts += len(texts)
         self._wake.set()
         return await future
+
+    def expected_latency(self, n_texts: int) -> float:
+        """Seconds until `n_texts` more would be answered: the rest of the pass running now,
+        then every queued text and these, at the measured cost per text."""
+        if self._text_seconds is None:
+            return 0.0
+        running = 0.0
+        if self._running_since is not None:
+            left = self._running_texts * self._text_seconds
+            running = max(0.0, left - (time.monotonic() - self._running_since))
+        return running + (self._queued_texts + n_texts) * self._text_seconds
 
     async def _run(self) -> None:
         while True:
@@ -122,7 +138,8 @@ class MicroBatcher:
 
     async def _execute(self, batch: list[_Item]) -> None:
         texts = [t for item in batch for t in item.texts]
-        start = time.monotonic()
+        start = self._running_since = time.monotonic()
+        self._running_texts = len(texts)
         try:
             results = await asyncio.get_running_loop().run_in_executor(
                 self._executor, self.fn, texts
@@ -132,10 +149,12 @@ class MicroBatcher:
                 if not item.future.done():
                     item.future.set_exception(exc)
             return
+        finally:
+            self._running_since = None
         elapsed = time.monotonic() - start
-        # Under load batches are full, so this tracks the cost of the passes queued requests wait
-        # for; under light load it is small and nothing is refused.
-        self._batch_seconds = 0.8 * self._batch_seconds + 0.2 * elapsed
+        per_text = elapsed / len(texts)
+        prior = self._text_seconds
+        self._text_seconds = per_text if prior is None else 0.7 * prior + 0.3 * per_text
         if self.on_batch:
             self.on_batch(len(texts), elapsed)
         offset = 0
