@@ -57,8 +57,9 @@ def in_scope_score(
 
 
 def recall_threshold(scores: np.ndarray, recall: float) -> float:
-    """The score that a share `recall` of these (relevant) scores reach."""
-    return float(np.quantile(scores, 1.0 - recall, method="lower"))
+    """The highest threshold that at least a share `recall` of these (relevant) scores reach."""
+    keep = max(1, int(np.ceil(recall * len(scores) - 1e-9)))
+    return float(np.sort(scores)[::-1][keep - 1])
 
 
 def auroc(in_scores: np.ndarray, out_scores: np.ndarray) -> float:
@@ -71,5 +72,5 @@ def auroc(in_scores: np.ndarray, out_scores: np.ndarray) -> float:
 
 def fpr_at_tpr(in_scores: np.ndarray, out_scores: np.ndarray, tpr: float = 0.95) -> float:
     """Share of out-of-scope messages accepted at the threshold that keeps `tpr` of in-scope."""
-    threshold = np.quantile(in_scores, 1.0 - tpr, method="lower")
+    threshold = recall_threshold(in_scores, tpr)
     return float(np.mean(out_scores >= threshold))

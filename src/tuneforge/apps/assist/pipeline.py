@@ -25,8 +25,8 @@ from tuneforge.serving.pii import mask_pii
 
 PATHS = ("answer", "retrieval", "handoff")
 HANDOFF_TEXT = (
-    "I'm not sure I can answer that correctly, so I've passed your question to a colleague "
-    "(ticket #{ticket}). They will get back to you here as soon as possible."
+    "I'm not sure I can answer that correctly, so I've passed your question to a colleague"
+    "{ticket}. They will get back to you here as soon as possible."
 )
 
 
@@ -107,25 +107,25 @@ class Assistant:
         with self._lock:
             reply = self._decide(masked)
         if self.store is not None:
-            self.store.log_exchange(
-                session_id, masked, reply.reply, reply.path, reply.confidence, reply.intent
-            )
             if reply.path == "handoff":
                 reason = (
                     f"no confident intent ({reply.intent} {self.score_kind}="
                     f"{reply.intent_score:.3f}) and no matching article"
                 )
                 reply.ticket_id = self.store.open_ticket(session_id, reason)
-                reply.reply = HANDOFF_TEXT.format(ticket=reply.ticket_id)
+                reply.reply = HANDOFF_TEXT.format(ticket=f" (ticket #{reply.ticket_id})")
+            self.store.log_exchange(
+                session_id, masked, reply.reply, reply.path, reply.confidence, reply.intent
+            )
         return reply
 
     def _decide(self, masked: str) -> Reply:
         thresholds = self.calibration
         [intent], [score] = self.intent_scores([masked])
-        base = dict(score_kind=self.score_kind, intent=intent, intent_score=round(float(score), 4))
+        base = dict(score_kind=self.score_kind, intent=intent, intent_score=float(score))
         if score >= thresholds.answer[self.score_kind]:
             text, used = fill(self.answers[intent], extract_slots(masked))
-            return Reply(text, "answer", round(float(score), 4), slots=used, **base)
+            return Reply(text, "answer", float(score), slots=used, **base)
         hits = self.retriever.search(masked, self.top_k) if self.retriever else []
         best = hits[0].similarity if hits else None
         if best is not None and best >= thresholds.retrieval:
@@ -134,16 +134,16 @@ class Assistant:
             return Reply(
                 f"{top.text} (from the help article “{where}”)",
                 "retrieval",
-                round(best, 4),
-                retrieval_score=round(best, 4),
+                best,
+                retrieval_score=best,
                 sources=[h.to_dict() for h in hits],
                 **base,
             )
         return Reply(
-            HANDOFF_TEXT.format(ticket="—"),
+            HANDOFF_TEXT.format(ticket=""),
             "handoff",
-            round(float(score), 4),
-            retrieval_score=None if best is None else round(best, 4),
+            float(score),
+            retrieval_score=best,
             sources=[h.to_dict() for h in hits],
             **base,
         )

@@ -90,7 +90,7 @@ class Retriever:
         import bm25s
         from usearch.index import Index
 
-        self.embed = embed
+        self.embed, self.articles = embed, articles
         self.chunks = [c for a in articles for c in chunk_article(a)]
         texts = [c.indexed_text for c in self.chunks]
         vectors = _normalize(embed(texts))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, String, Text, create_engine, select
+from sqlalchemy import DateTime, Float, ForeignKey, String, Text, create_engine, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 from tuneforge.serving.pii import mask_pii
@@ -49,8 +49,9 @@ class Ticket(Base):
     conversation_id: Mapped[int] = mapped_column(ForeignKey("assist_conversations.id"), index=True)
     status: Mapped[str] = mapped_column(String(16), default="open")
     reason: Mapped[str] = mapped_column(Text)
-    transcript: Mapped[list] = mapped_column(JSON)  # masked messages up to the hand-off
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    # The transcript is the conversation's (masked) messages, including any sent after hand-off.
+    conversation: Mapped[Conversation] = relationship()
 
 
 @dataclass(frozen=True)
@@ -103,28 +104,32 @@ class Store:
             )
 
     def open_ticket(self, session_id: str, reason: str) -> int:
-        """The session's open ticket (updated with the transcript so far), else a new one."""
+        """The session's open ticket, else a new one: one ticket per conversation at a time."""
         with Session(self.engine) as db, db.begin():
             conv = self._conversation(db, session_id)
-            transcript = [{"role": m.role, "text": mask_pii(m.text)} for m in conv.messages]
             ticket = db.scalar(
                 select(Ticket).where(Ticket.conversation_id == conv.id, Ticket.status == "open")
             )
             if ticket is None:
                 ticket = Ticket(conversation_id=conv.id, reason=mask_pii(reason))
                 db.add(ticket)
-            ticket.transcript = transcript
-            db.flush()
+                db.flush()
             return ticket.id
 
     def tickets(self, status: str | None = "open") -> list[TicketView]:
         with Session(self.engine) as db:
-            query = select(Ticket, Conversation.session_id).join(Conversation)
+            query = select(Ticket)
             if status:
                 query = query.where(Ticket.status == status)
             return [
-                TicketView(t.id, sid, t.status, t.reason, list(t.transcript))
-                for t, sid in db.execute(query.order_by(Ticket.id))
+                TicketView(
+                    t.id,
+                    t.conversation.session_id,
+                    t.status,
+                    t.reason,
+                    [{"role": m.role, "text": m.text} for m in t.conversation.messages],
+                )
+                for t in db.scalars(query.order_by(Ticket.id))
             ]
 
     def messages(self, session_id: str) -> list[dict]:
