@@ -20,12 +20,15 @@ from tuneforge.errors import ConfigError, DataError
 @pytest.mark.parametrize(
     ("message", "expected"),
     [
-        ("Can I top up €50 with my Visa card?", {"amount": "€50", "currency": "EUR", "card_type": "Visa"}),
-        ("I got 200 pounds out yesterday", {"amount": "£200", "currency": "GBP", "date": "yesterday"}),
-        ("exchange 1,000.50 USD on 12 March", {"amount": "$1,000.50", "currency": "USD", "date": "12 March"}),
+        ("Top up €50 with my Visa?", {"amount": "€50", "currency": "EUR", "card_type": "Visa"}),
+        ("got 200 pounds yesterday", {"amount": "£200", "currency": "GBP", "date": "yesterday"}),
+        (
+            "swap 1,000.50 USD 12 March",
+            {"amount": "$1,000.50", "currency": "USD", "date": "12 March"},
+        ),
         ("send 30 CHF", {"amount": "30 CHF", "currency": "CHF"}),
         ("how do I get dollars", {"currency": "USD"}),
-        ("my mastercard was charged on 2024-05-01", {"card_type": "Mastercard", "date": "2024-05-01"}),
+        ("mastercard charged 2024-05-01", {"card_type": "Mastercard", "date": "2024-05-01"}),
         ("where is my card", {}),
     ],
 )
@@ -35,16 +38,16 @@ def test_extract_slots(message, expected):
 
 def test_fill_uses_template_or_fallback(tmp_path):
     file = tmp_path / "a.yaml"
-    file.write_text("x:\n  answer: It costs {amount}, {{braces}}.\n  fallback: It costs a fee {{ok}}.\n")
+    file.write_text("x:\n  answer: It costs {amount}, {{braces}}.\n  fallback: A fee {{ok}}.\n")
     answer = load_answers(file)["x"]
     assert fill(answer, {"amount": "€5"}) == ("It costs €5, {braces}.", {"amount": "€5"})
-    assert fill(answer, {"date": "today"}) == ("It costs a fee {ok}.", {})
+    assert fill(answer, {"date": "today"}) == ("A fee {ok}.", {})
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("a: fine\nb:\n  answer: Costs {fee}\n  fallback: x\n", "line 2 ('b'): unknown slot(s) ['fee']"),
+        ("a: ok\nb:\n  answer: Costs {fee}\n  fallback: x\n", "line 2 ('b'): unknown slot(s)"),
         ("a: fine\n\nb:\n  answer: Costs {amount}\n", "line 3 ('b'): the answer uses {amount}"),
         ("a:\n  answer: x\n  text: y\n", "line 1 ('a'): unknown key(s) ['text']"),
         ("a: [1, 2]\n", "line 1 ('a'): give the answer as text"),
@@ -85,7 +88,7 @@ def test_articles_errors(tmp_path):
     with pytest.raises(DataError, match="has no articles"):
         load_articles(tmp_path / "a")
     (tmp_path / "a" / "x.md").write_bytes(b"\xff\xfe bad")
-    with pytest.raises(DataError, match="x.md: not UTF-8"):
+    with pytest.raises(DataError, match=r"x\.md: not UTF-8"):
         load_articles(tmp_path / "a")
 
 

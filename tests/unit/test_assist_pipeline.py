@@ -6,8 +6,8 @@ import sqlite3
 
 import numpy as np
 import pytest
-from assist_fakes import FakeModel, bag_of_words, write_assistant
 
+from assist_fakes import FakeModel, bag_of_words, write_assistant
 from tuneforge.apps.assist.build import calibrate, load_knowledge
 from tuneforge.apps.assist.calibration import Calibration
 from tuneforge.apps.assist.knowledge import AssistConfig, load_answers, load_articles
@@ -136,7 +136,9 @@ def test_calibrate_meets_the_target_on_validation(assistant_dir):
     intents, _, _ = load_knowledge(assistant_dir, cfg)
     val = intents.subset(list(range(len(intents))))
     val.texts = [*val.texts[:-2], "nothing here", "no keyword"]  # two unsure, wrong-ish rows
-    calibration = calibrate(FakeModel(), intents, val, cfg.model_copy(update={"target_accuracy": 1.0}))
+    calibration = calibrate(
+        FakeModel(), intents, val, cfg.model_copy(update={"target_accuracy": 1.0})
+    )
     assert calibration.answer["msp"] > 0.5  # the flat 0.5 rows are below the answer threshold
     assert calibration.measured["msp"]["accuracy_of_answered"] == 1.0
     assert calibration.centroids.shape == (2, 64)

@@ -66,8 +66,9 @@ def chat(
 
 
 @assist_app.command(
-    epilog="Example: TUNEFORGE_API_KEYS=$(python -c 'import secrets;print(secrets.token_urlsafe(32))')"
-    " tuneforge assist serve my-assistant  (then open http://127.0.0.1:8000/)"
+    epilog="Example: TUNEFORGE_API_KEYS=$(python -c "
+    "'import secrets;print(secrets.token_urlsafe(32))') tuneforge assist serve my-assistant "
+    " (then open http://127.0.0.1:8000/ and enter the key)"
 )
 def serve(
     directory: Path = DIR,

@@ -72,7 +72,7 @@ def train_assistant(directory: Path, progress: bool = True) -> Calibration:
 
     directory = Path(directory)
     cfg = AssistConfig.load(directory)
-    intents, answers, articles = load_knowledge(directory, cfg)
+    intents, _, articles = load_knowledge(directory, cfg)  # answers: checked only
     fit, val = stratified_split(intents, VAL_FRACTION, seed=0)
     model = tune(
         fit,

@@ -101,7 +101,8 @@ def leave_intents_out(
         clf = fit_head(x_train[known_tr], y_train[known_tr], opts.seed + fold)
         logits = clf.decision_function(x_test)
         centroids = class_centroids(x_train[known_tr], list(y_train[known_tr]), list(clf.classes_))
-        row = {"in_scope_accuracy": float(np.mean(clf.predict(x_test[known_te]) == y_test[known_te]))}
+        accuracy = np.mean(clf.predict(x_test[known_te]) == y_test[known_te])
+        row = {"in_scope_accuracy": float(accuracy)}
         for kind in SCORES:
             s = in_scope_score(kind, logits, x_test, centroids)
             row[kind] = {
@@ -144,7 +145,9 @@ def intent_figures(assistant, test: TextDataset) -> dict:
         "accuracy": round(float(correct.mean()), 4),
         "macro_f1": round(float(f1_score(test.labels, predicted, average="macro")), 4),
         "answered_at_threshold": round(float(answered.mean()), 4),
-        "accuracy_of_answered": round(float(correct[answered].mean()), 4) if answered.any() else None,
+        "accuracy_of_answered": (
+            round(float(correct[answered].mean()), 4) if answered.any() else None
+        ),
     }
 
 
@@ -201,6 +204,10 @@ def _torch_threads() -> int:
     return torch.get_num_threads()
 
 
+def _pm(stat: dict) -> str:
+    return f"{stat['mean']:.3f} ± {stat['std']:.3f}"
+
+
 def print_summary(result: dict) -> None:
     from rich.table import Table
 
@@ -212,13 +219,15 @@ def print_summary(result: dict) -> None:
             f", {i['accuracy_of_answered']} of them correct"
         )
     for name, oos in result["out_of_scope"].items():
-        table = Table(title=f"out of scope: {name}, {oos['held_out_per_fold']} of "
-                      f"{oos['intents']} intents held out, {oos['folds']} folds")
+        table = Table(
+            title=f"out of scope: {name}, {oos['held_out_per_fold']} of "
+            f"{oos['intents']} intents held out, {oos['folds']} folds"
+        )
         for col in ("score", "AUROC", "FPR@95%TPR"):
             table.add_column(col)
         for kind in SCORES:
             a, f = oos[kind]["auroc"], oos[kind]["fpr_at_95tpr"]
-            table.add_row(kind, f"{a['mean']:.3f} ± {a['std']:.3f}", f"{f['mean']:.3f} ± {f['std']:.3f}")
+            table.add_row(kind, _pm(a), _pm(f))
         console.print(table)
     if "retrieval" in result:
         r = result["retrieval"]

@@ -157,7 +157,9 @@ def _answer(file: Path, line: int, intent: str, value) -> Answer:
             "say when the message does not mention it."
         )
     if fallback and template_fields(fallback):
-        raise DataError(f"{where}: the fallback must not use slots; it is said when they are missing.")
+        raise DataError(
+            f"{where}: the fallback must not use slots (it is said when they are missing)."
+        )
     return Answer(intent, template, fallback or template, slots)
 
 
@@ -206,7 +208,7 @@ def load_retrieval_queries(file: Path, articles: list[Article]) -> list[tuple[st
     """(query, article name) pairs for calibrating and measuring retrieval."""
     ds = load_data(file, "query", "article")
     names = {a.name for a in articles}
-    for text, name, line in zip(ds.texts, ds.labels, ds.lines, strict=True):
+    for name, line in zip(ds.labels, ds.lines, strict=True):
         if name not in names:
             raise DataError(
                 f"{file} line {line}: article '{name}' is not in the articles folder "

@@ -69,7 +69,8 @@ class Assistant:
         top_k: int = 3,
     ) -> None:
         self.model, self.answers, self.calibration = model, answers, calibration
-        self.score_kind, self.retriever, self.store, self.top_k = score_kind, retriever, store, top_k
+        self.score_kind, self.retriever, self.top_k = score_kind, retriever, top_k
+        self.store = store
         self._lock = threading.Lock()  # one message at a time through the model: bounded CPU
 
     @classmethod

@@ -36,9 +36,7 @@ CODES = ("EUR", "GBP", "USD", "JPY", "CHF", "PLN", "SEK", "NOK", "DKK", "CAD", "
 SHOWN_SYMBOL = {code: sym for sym, code in SYMBOLS.items()}
 
 _NUMBER = r"\d{1,3}(?:[,\s]\d{3})+(?:\.\d{1,2})?|\d+(?:[.,]\d{1,2})?"
-_UNIT = (
-    r"[€£$¥]|\b(?:" + "|".join(CODES) + r")\b|\b(?:" + "|".join(CURRENCY_WORDS) + r")\b"
-)
+_UNIT = r"[€£$¥]|\b(?:" + "|".join(CODES) + r")\b|\b(?:" + "|".join(CURRENCY_WORDS) + r")\b"
 AMOUNT_BEFORE = re.compile(rf"(?P<unit>{_UNIT})\s?(?P<num>{_NUMBER})", re.IGNORECASE)
 AMOUNT_AFTER = re.compile(rf"(?<![\w.,])(?P<num>{_NUMBER})\s?(?P<unit>{_UNIT})", re.IGNORECASE)
 CURRENCY_ALONE = re.compile(_UNIT, re.IGNORECASE)

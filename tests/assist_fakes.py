@@ -8,7 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-KEYWORDS = {"card_arrival": ["card", "arrive", "arrived", "delivery"], "exchange_charge": ["exchange"]}
+KEYWORDS = {
+    "card_arrival": ["card", "arrive", "arrived", "delivery"],
+    "exchange_charge": ["exchange"],
+}
 
 
 def bag_of_words(texts: list[str], dim: int = 64) -> np.ndarray:
@@ -23,7 +26,8 @@ def bag_of_words(texts: list[str], dim: int = 64) -> np.ndarray:
 class FakeModel:
     """Logits = 3 per intent keyword in the message: no keyword → a flat, unsure softmax."""
 
-    labels = list(KEYWORDS)
+    def __init__(self) -> None:
+        self.labels = list(KEYWORDS)
 
     def logits(self, texts: list[str]) -> np.ndarray:
         rows = []
