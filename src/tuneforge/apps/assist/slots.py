@@ -86,8 +86,9 @@ def _amount(match: re.Match) -> tuple[str, str]:
 def extract_slots(message: str) -> dict[str, str]:
     """Slot values found in `message` (only the slots that are there)."""
     slots: dict[str, str] = {}
-    found = AMOUNT_BEFORE.search(message) or AMOUNT_AFTER.search(message)
-    if found:
+    matches = [m for m in (AMOUNT_BEFORE.search(message), AMOUNT_AFTER.search(message)) if m]
+    if matches:  # the first amount written ("1,000 USD 12 March": not "USD 12")
+        found = min(matches, key=lambda m: m.start())
         slots["amount"], slots["currency"] = _amount(found)
     else:
         currency = CURRENCY_ALONE.search(message)
