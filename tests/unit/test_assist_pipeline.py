@@ -1,4 +1,4 @@
-"""The assistant's pipeline with a fake classifier: path choice, tickets, PII, API auth."""
+"""The assistant's pipeline with a fake classifier: path choice, tickets, PII, scores."""
 
 from __future__ import annotations
 

@@ -119,6 +119,25 @@ def serve(
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
 
 
+@assist_app.command()
+def tickets(
+    directory: Path = DIR,
+    database: str | None = typer.Option(None, help="Database URL (default: assist.yaml's)."),
+    all_tickets: bool = typer.Option(False, "--all", help="Closed tickets too."),
+) -> None:
+    """Hand-off tickets with their (masked) conversations, for the support team."""
+    from tuneforge.apps.assist.knowledge import AssistConfig
+    from tuneforge.apps.assist.pipeline import open_store
+
+    store = open_store(directory, AssistConfig.load(directory), database)
+    found = store.tickets(None if all_tickets else "open")
+    for ticket in found:
+        typer.echo(f"#{ticket.id} [{ticket.status}] session {ticket.session_id}: {ticket.reason}")
+        for message in ticket.transcript:
+            typer.echo(f"    {message['role']:>9}: {message['text']}")
+    typer.echo(f"{len(found)} ticket(s).")
+
+
 @assist_app.command(name="eval")
 def evaluate(
     directory: Path = DIR,

@@ -4,13 +4,15 @@
 at /v1 inside a small outer app that serves the chat page and a health check, so the page
 loads without a key while every API call goes through the serving stack's own middleware:
 admission → auth (hashed keys, `serving/auth.py`) → per-key rate limit → body-size limit.
+Tickets are not served: a chat key may sit in a public web page, so the support team reads
+them with `tuneforge assist tickets`.
 """
 
 from __future__ import annotations
 
 from importlib import resources
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
@@ -60,12 +62,6 @@ def _api(assistant: Assistant, limits: Limits) -> FastAPI:
         # The model and the database are blocking: keep the event loop free for other clients.
         reply = await run_in_threadpool(assistant.respond, body.session_id, body.message)
         return reply.to_dict()
-
-    @api.get("/tickets")
-    async def tickets(request: Request) -> list[dict]:
-        """Open hand-off tickets with their masked transcripts (for the support team)."""
-        store = assistant.store
-        return [t.__dict__ for t in await run_in_threadpool(store.tickets)] if store else []
 
     return api
 
