@@ -2,7 +2,9 @@
 
 1. `assist init` + `assist train` on the shipped banking77 sample (25 questions per intent);
 2. `assist eval`: intent accuracy on the full banking77 test set, out-of-scope AUROC and
-   FPR@95%TPR by leave-25%-of-intents-out (5 folds) on banking77 and hwu64, retrieval recall@k;
+   FPR@95%TPR by leave-25%-of-intents-out (5 folds) on banking77 and hwu64, retrieval recall@k,
+   and which path (answer, article, hand-off) banking77 and hwu64 (home-assistant, out of
+   domain) test messages take;
 3. the same intent figures for an assistant trained on the full banking77 training set.
 
 Writes benchmarks/results/assist.json (command, date, machine, figures).
@@ -50,13 +52,18 @@ def main() -> None:
                 shutil.copy2(intents, directory / "intents.csv")
             train_assistant(directory)
     demo_opts = EvalOptions(
-        test=b77_test, oos=[f"banking77={b77_train},{b77_test}", hwu], folds=args.folds
+        test=b77_test,
+        oos=[f"banking77={b77_train},{b77_test}", hwu],
+        out_of_domain=data_file("hwu64", "test"),
+        folds=args.folds,
     )
     result = run_header() | {
         "command": "python " + " ".join(sys.argv),
         "benchmark": "assist: intent answer / retrieval / hand-off assistant on banking77",
         "demo": run_eval(demo, demo_opts),
-        "full_banking77_train": run_eval(full, EvalOptions(test=b77_test)),
+        "full_banking77_train": run_eval(
+            full, EvalOptions(test=b77_test, out_of_domain=data_file("hwu64", "test"))
+        ),
         "notes": [
             "demo = the shipped sample, 25 questions per intent (80% train, 20% calibration)",
             "out_of_scope: a logistic-regression head per fold on frozen all-MiniLM-L6-v2 "

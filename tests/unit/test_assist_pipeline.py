@@ -176,3 +176,15 @@ def test_recall_threshold_keeps_the_share():
     assert recall_threshold(scores, 0.9) == pytest.approx(0.15)  # 18 of 20 reach it
     assert recall_threshold(scores, 1.0) == pytest.approx(0.05)
     assert np.mean(scores >= recall_threshold(scores, 0.95)) >= 0.95
+
+
+def test_path_mix_counts_each_path(assistant_dir):
+    from tuneforge.apps.assist.evaluate import path_mix
+
+    messages = ["my card has not arrived", "what is the ATM fee", "tell me a joke"]
+    probe = make_assistant(assistant_dir)
+    fee, joke = (probe.retriever.search(m, 1)[0].similarity for m in messages[1:])
+    bot = make_assistant(assistant_dir, answer=0.9, retrieval=(fee + joke) / 2)
+    mix = path_mix(bot, messages)
+    assert mix == {"messages": 3, "answer": 0.3333, "retrieval": 0.3333, "handoff": 0.3333}
+    assert [bot.respond("s", m).path for m in messages] == ["answer", "retrieval", "handoff"]

@@ -147,6 +147,9 @@ def evaluate(
         help="NAME=TRAIN,TEST: a labelled data set for the leave-intents-out out-of-scope "
         "measurement (repeatable).",
     ),
+    out_of_domain: Path | None = typer.Option(
+        None, help="Messages the assistant should hand off (e.g. another domain's questions)."
+    ),
     folds: int = typer.Option(5, min=1, help="Leave-intents-out folds per data set."),
     held_out: float = typer.Option(0.25, min=0.05, max=0.9, help="Share of intents held out."),
     out: Path | None = typer.Option(None, help="Write the figures to this JSON file."),
@@ -154,5 +157,7 @@ def evaluate(
     """Intent accuracy, out-of-scope AUROC and FPR@95%TPR (leave-intents-out), recall@k."""
     from tuneforge.apps.assist.evaluate import EvalOptions, print_summary, run_eval
 
-    options = EvalOptions(test=test, oos=oos, folds=folds, held_out=held_out)
+    options = EvalOptions(
+        test=test, oos=oos, out_of_domain=out_of_domain, folds=folds, held_out=held_out
+    )
     print_summary(run_eval(directory, options, out))

@@ -35,6 +35,7 @@ RECALL_K = (1, 3)
 class EvalOptions:
     test: Path | None = None
     oos: list[str] = field(default_factory=list)  # NAME=TRAIN,TEST
+    out_of_domain: Path | None = None  # messages the assistant should never answer
     folds: int = 5
     held_out: float = 0.25
     seed: int = 0
@@ -151,6 +152,24 @@ def intent_figures(assistant, test: TextDataset) -> dict:
     }
 
 
+def path_mix(assistant, texts: list[str]) -> dict:
+    """Share of `texts` answered, sent to an article and handed off (no database writes)."""
+    _, scores = assistant.intent_scores(texts)
+    answered = scores >= assistant.calibration.answer[assistant.score_kind]
+    retrieved = 0
+    if assistant.retriever is not None:
+        for text in (t for t, a in zip(texts, answered, strict=True) if not a):
+            hits = assistant.retriever.search(text, 1)
+            retrieved += bool(hits) and hits[0].similarity >= assistant.calibration.retrieval
+    n = max(len(texts), 1)
+    return {
+        "messages": len(texts),
+        "answer": round(float(answered.sum()) / n, 4),
+        "retrieval": round(retrieved / n, 4),
+        "handoff": round(1 - (float(answered.sum()) + retrieved) / n, 4),
+    }
+
+
 def run_eval(directory: Path, opts: EvalOptions, out: Path | None = None) -> dict:
     from tuneforge.apps.assist.knowledge import AssistConfig, load_retrieval_queries
     from tuneforge.apps.assist.pipeline import Assistant
@@ -162,7 +181,13 @@ def run_eval(directory: Path, opts: EvalOptions, out: Path | None = None) -> dic
     result["thresholds"] = {"answer": calibration.answer, "retrieval": calibration.retrieval}
     if opts.test:
         console.print(f"[bold]intent accuracy[/] on {opts.test}")
-        result["intent"] = intent_figures(assistant, load_data(opts.test))
+        test = load_data(opts.test)
+        result["intent"] = intent_figures(assistant, test)
+        result["intent"]["paths"] = path_mix(assistant, test.texts)
+    if opts.out_of_domain:
+        console.print(f"[bold]paths of out-of-domain messages[/] in {opts.out_of_domain}")
+        texts = load_data(opts.out_of_domain, require_labels=False).texts
+        result["out_of_domain"] = {"file": str(opts.out_of_domain), **path_mix(assistant, texts)}
     result["out_of_scope"] = {}
     for spec in opts.oos:
         name, train_file, test_file = parse_oos_spec(spec)
@@ -218,6 +243,13 @@ def print_summary(result: dict) -> None:
             f"{i['examples']} questions; answered at the threshold {i['answered_at_threshold']:.0%}"
             f", {i['accuracy_of_answered']} of them correct"
         )
+    for key in ("intent", "out_of_domain"):
+        paths = result.get(key, {}).get("paths") if key == "intent" else result.get(key)
+        if paths:
+            console.print(
+                f"{key.replace('_', '-')} messages: answered {paths['answer']:.1%}, article "
+                f"{paths['retrieval']:.1%}, handed off {paths['handoff']:.1%}"
+            )
     for name, oos in result["out_of_scope"].items():
         table = Table(
             title=f"out of scope: {name}, {oos['held_out_per_fold']} of "
