@@ -30,6 +30,7 @@ VERBS = [
     "export",
     "serve",
     "sample",
+    "assist",
 ]
 
 state = {"debug": False}

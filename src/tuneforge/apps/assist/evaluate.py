@@ -1,0 +1,267 @@
+"""`tuneforge assist eval`: intent accuracy, out-of-scope detection, retrieval recall@k.
+
+Out-of-scope detection is measured the way it fails in production: whole intents the model
+never saw. For each fold a share of the intents is held out, a head is trained on the
+embeddings of the others, and each score must tell held-out test questions (out of scope)
+from known ones (AUROC; FPR at the threshold that keeps 95% of in-scope questions).
+The encoder is frozen in the head method, so each text is embedded once, then cached.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from tuneforge.apps.assist.oos import SCORES, auroc, class_centroids, fpr_at_tpr, in_scope_score
+from tuneforge.apps.assist.retrieval import recall_at_k
+from tuneforge.data.dataset import TextDataset, load_data
+from tuneforge.errors import ConfigError
+from tuneforge.methods.embedding_cache import texts_key
+from tuneforge.paths import cache_dir
+from tuneforge.training.progress import console
+
+RECALL_K = (1, 3)
+
+
+@dataclass
+class EvalOptions:
+    test: Path | None = None
+    oos: list[str] = field(default_factory=list)  # NAME=TRAIN,TEST
+    out_of_domain: Path | None = None  # messages the assistant should never answer
+    folds: int = 5
+    held_out: float = 0.25
+    seed: int = 0
+
+
+def parse_oos_spec(spec: str) -> tuple[str, Path, Path]:
+    name, sep, files = spec.partition("=")
+    train, comma, test = files.partition(",")
+    if not (sep and comma and name and train and test):
+        raise ConfigError(f"--oos {spec!r}: write NAME=TRAIN_FILE,TEST_FILE.")
+    return name, Path(train), Path(test)
+
+
+def cached_embed(model, texts: list[str]) -> np.ndarray:
+    """`model.embed`, cached on disk by model identity and texts (re-runs are instant)."""
+    key = texts_key(texts, model.config.base, model.config.method, model.config.created)
+    file = cache_dir("assist-eval") / f"{key}.npy"
+    if file.exists():
+        return np.load(file)
+    emb = np.concatenate(
+        [model.embed(texts[i : i + 512]) for i in _progress(range(0, len(texts), 512))]
+    )
+    tmp = file.with_name(f"{file.stem}.{os.getpid()}.tmp.npy")
+    np.save(tmp, emb)
+    os.replace(tmp, file)
+    return emb
+
+
+def _progress(items):
+    from rich.progress import track
+
+    return track(items, description="embedding", console=console, transient=True)
+
+
+def fit_head(x: np.ndarray, y: np.ndarray, seed: int):
+    """Logistic regression with C chosen on a held-out tenth, like the head method."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+
+    from tuneforge.methods.head import HeadOptions
+
+    x_fit, x_val, y_fit, y_val = train_test_split(
+        x, y, test_size=0.1, stratify=y, random_state=seed
+    )
+    best_c = max(
+        HeadOptions().C,
+        key=lambda c: LogisticRegression(C=c, max_iter=2000).fit(x_fit, y_fit).score(x_val, y_val),
+    )
+    return LogisticRegression(C=best_c, max_iter=2000).fit(x, y)
+
+
+def leave_intents_out(
+    x_train: np.ndarray, train: TextDataset, x_test: np.ndarray, test: TextDataset, opts
+) -> dict:
+    """Mean and spread over folds of AUROC / FPR@95%TPR per score, and in-scope accuracy."""
+    names = sorted(set(train.labels))
+    k = max(1, round(opts.held_out * len(names)))
+    rng = np.random.default_rng(opts.seed)
+    y_train, y_test = np.array(train.labels), np.array(test.labels)
+    folds = []
+    for fold in range(opts.folds):
+        unknown = set(rng.choice(names, k, replace=False).tolist())
+        known_tr, known_te = ~np.isin(y_train, list(unknown)), ~np.isin(y_test, list(unknown))
+        clf = fit_head(x_train[known_tr], y_train[known_tr], opts.seed + fold)
+        logits = clf.decision_function(x_test)
+        centroids = class_centroids(x_train[known_tr], list(y_train[known_tr]), list(clf.classes_))
+        accuracy = np.mean(clf.predict(x_test[known_te]) == y_test[known_te])
+        row = {"in_scope_accuracy": float(accuracy)}
+        for kind in SCORES:
+            s = in_scope_score(kind, logits, x_test, centroids)
+            row[kind] = {
+                "auroc": auroc(s[known_te], s[~known_te]),
+                "fpr_at_95tpr": fpr_at_tpr(s[known_te], s[~known_te], 0.95),
+            }
+        folds.append(row)
+        console.print(f"  fold {fold + 1}/{opts.folds}: " + _fold_line(row))
+    return {
+        "intents": len(names),
+        "held_out_per_fold": k,
+        "folds": opts.folds,
+        "in_scope_accuracy": _mean_std([f["in_scope_accuracy"] for f in folds]),
+        **{
+            kind: {m: _mean_std([f[kind][m] for f in folds]) for m in ("auroc", "fpr_at_95tpr")}
+            for kind in SCORES
+        },
+    }
+
+
+def _fold_line(row: dict) -> str:
+    scores = ", ".join(f"{k} AUROC {row[k]['auroc']:.3f}" for k in SCORES)
+    return f"accuracy {row['in_scope_accuracy']:.3f}, {scores}"
+
+
+def _mean_std(values: list[float]) -> dict:
+    return {"mean": round(float(np.mean(values)), 4), "std": round(float(np.std(values)), 4)}
+
+
+def intent_figures(assistant, test: TextDataset) -> dict:
+    """Accuracy on `test`, and how the calibrated answer threshold splits it."""
+    from sklearn.metrics import f1_score
+
+    predicted, scores = assistant.intent_scores(test.texts)
+    correct = np.array(predicted) == np.array(test.labels)
+    answered = scores >= assistant.calibration.answer[assistant.score_kind]
+    return {
+        "file": str(test.source),
+        "examples": len(test),
+        "accuracy": round(float(correct.mean()), 4),
+        "macro_f1": round(float(f1_score(test.labels, predicted, average="macro")), 4),
+        "answered_at_threshold": round(float(answered.mean()), 4),
+        "accuracy_of_answered": (
+            round(float(correct[answered].mean()), 4) if answered.any() else None
+        ),
+    }
+
+
+def path_mix(assistant, texts: list[str]) -> dict:
+    """Share of `texts` answered, sent to an article and handed off (no database writes)."""
+    _, scores = assistant.intent_scores(texts)
+    answered = scores >= assistant.calibration.answer[assistant.score_kind]
+    retrieved = 0
+    if assistant.retriever is not None:
+        for text in (t for t, a in zip(texts, answered, strict=True) if not a):
+            hits = assistant.retriever.search(text, 1)
+            retrieved += bool(hits) and hits[0].similarity >= assistant.calibration.retrieval
+    n = max(len(texts), 1)
+    return {
+        "messages": len(texts),
+        "answer": round(float(answered.sum()) / n, 4),
+        "retrieval": round(retrieved / n, 4),
+        "handoff": round(1 - (float(answered.sum()) + retrieved) / n, 4),
+    }
+
+
+def run_eval(directory: Path, opts: EvalOptions, out: Path | None = None) -> dict:
+    from tuneforge.apps.assist.knowledge import AssistConfig, load_retrieval_queries
+    from tuneforge.apps.assist.pipeline import Assistant
+
+    directory = Path(directory)
+    assistant, cfg = Assistant.load(directory), AssistConfig.load(directory)
+    model, calibration, retriever = assistant.model, assistant.calibration, assistant.retriever
+    result = run_header() | {"assistant": str(directory), "score_kind": cfg.oos_score}
+    result["thresholds"] = {"answer": calibration.answer, "retrieval": calibration.retrieval}
+    if opts.test:
+        console.print(f"[bold]intent accuracy[/] on {opts.test}")
+        test = load_data(opts.test)
+        result["intent"] = intent_figures(assistant, test)
+        result["intent"]["paths"] = path_mix(assistant, test.texts)
+    if opts.out_of_domain:
+        console.print(f"[bold]paths of out-of-domain messages[/] in {opts.out_of_domain}")
+        texts = load_data(opts.out_of_domain, require_labels=False).texts
+        result["out_of_domain"] = {"file": str(opts.out_of_domain), **path_mix(assistant, texts)}
+    result["out_of_scope"] = {}
+    for spec in opts.oos:
+        name, train_file, test_file = parse_oos_spec(spec)
+        console.print(f"[bold]out of scope[/]: {name}, leave {opts.held_out:.0%} of intents out")
+        train, test = load_data(train_file), load_data(test_file)
+        x_train, x_test = cached_embed(model, train.texts), cached_embed(model, test.texts)
+        result["out_of_scope"][name] = leave_intents_out(x_train, train, x_test, test, opts)
+    if retriever and cfg.retrieval_queries and (directory / cfg.retrieval_queries).exists():
+        queries = load_retrieval_queries(directory / cfg.retrieval_queries, retriever.articles)
+        result["retrieval"] = {
+            "queries": len(queries),
+            "chunks": len(retriever.chunks),
+            **{f"recall@{k}": round(recall_at_k(retriever, queries, k), 4) for k in RECALL_K},
+        }
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(json.dumps(result, indent=1))
+        os.replace(tmp, out)
+    return result
+
+
+def run_header() -> dict:
+    """Command, date and machine: what a figure needs to be reproduced and compared."""
+    return {
+        "command": " ".join(shlex.quote(a) for a in ["tuneforge", *sys.argv[1:]]),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch_threads": _torch_threads(),
+        },
+    }
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _pm(stat: dict) -> str:
+    return f"{stat['mean']:.3f} ± {stat['std']:.3f}"
+
+
+def print_summary(result: dict) -> None:
+    from rich.table import Table
+
+    if "intent" in result:
+        i = result["intent"]
+        console.print(
+            f"intent accuracy {i['accuracy']:.3f} (macro-F1 {i['macro_f1']:.3f}) on "
+            f"{i['examples']} questions; answered at the threshold {i['answered_at_threshold']:.0%}"
+            f", {i['accuracy_of_answered']} of them correct"
+        )
+    for key in ("intent", "out_of_domain"):
+        paths = result.get(key, {}).get("paths") if key == "intent" else result.get(key)
+        if paths:
+            console.print(
+                f"{key.replace('_', '-')} messages: answered {paths['answer']:.1%}, article "
+                f"{paths['retrieval']:.1%}, handed off {paths['handoff']:.1%}"
+            )
+    for name, oos in result["out_of_scope"].items():
+        table = Table(
+            title=f"out of scope: {name}, {oos['held_out_per_fold']} of "
+            f"{oos['intents']} intents held out, {oos['folds']} folds"
+        )
+        for col in ("score", "AUROC", "FPR@95%TPR"):
+            table.add_column(col)
+        for kind in SCORES:
+            a, f = oos[kind]["auroc"], oos[kind]["fpr_at_95tpr"]
+            table.add_row(kind, _pm(a), _pm(f))
+        console.print(table)
+    if "retrieval" in result:
+        r = result["retrieval"]
+        recalls = ", ".join(f"{k} {v:.2f}" for k, v in r.items() if k.startswith("recall"))
+        console.print(f"retrieval over {r['chunks']} chunks, {r['queries']} queries: {recalls}")

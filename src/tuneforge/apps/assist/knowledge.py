@@ -1,0 +1,218 @@
+"""What an assistant knows: example questions per intent, approved answers, help articles.
+
+An assistant is a directory with `assist.yaml` naming its files (see `AssistConfig`). Every
+loader checks its file and raises `DataError` naming the file, the line and the fix, because
+these files are written by hand by support teams, not generated.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tuneforge.apps.assist.slots import SLOT_NAMES, template_fields
+from tuneforge.data.dataset import TextDataset, load_data
+from tuneforge.errors import ConfigError, DataError
+
+CONFIG_FILE = "assist.yaml"
+ARTICLE_SUFFIXES = (".md", ".markdown", ".txt")
+
+
+class AssistConfig(BaseModel):
+    """`assist.yaml`: paths are relative to the assistant directory."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    intents: str = "intents.csv"
+    answers: str = "answers.yaml"
+    articles: str = "articles"
+    retrieval_queries: str | None = "retrieval_queries.csv"
+    model: str = "model"
+    database: str = "sqlite:///assist.db"
+    base: str = "minilm"
+    # Answer from an intent only when, on validation data, answers given at that confidence
+    # were right at least this often; lower-scoring questions go to retrieval or a person.
+    target_accuracy: float = Field(0.95, gt=0, le=1)
+    # Share of the retrieval queries whose right article must clear the retrieval threshold.
+    retrieval_recall: float = Field(0.9, gt=0, le=1)
+    # msp measured best of the three (benchmarks/results/assist.json); see oos.py.
+    oos_score: Literal["msp", "energy", "centroid"] = "msp"
+    top_k: int = Field(3, ge=1, le=20)
+
+    @classmethod
+    def load(cls, directory: Path) -> AssistConfig:
+        file = Path(directory) / CONFIG_FILE
+        if not file.exists():
+            raise ConfigError(
+                f"{file} not found: {directory} is not an assistant. Create one with "
+                f"`tuneforge assist init {directory}`."
+            )
+        raw = _read_yaml(file) or {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{file}: expected a mapping of settings (key: value).")
+        try:
+            return cls(**raw)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            key = ".".join(str(p) for p in err["loc"])
+            raise ConfigError(f"{file}: setting '{key}': {err['msg']}.") from exc
+
+
+@dataclass(frozen=True)
+class Answer:
+    intent: str
+    template: str
+    fallback: str  # said when a slot the template needs is missing (== template without slots)
+    slots: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Article:
+    name: str  # file name, the article's id in replies and retrieval queries
+    title: str
+    text: str
+
+
+def _read_yaml(file: Path):
+    try:
+        return yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise DataError(f"{file}{where}: not valid YAML ({getattr(exc, 'problem', exc)}).") from exc
+
+
+def _key_lines(file: Path) -> dict[str, int]:
+    """Top-level key → 1-based line, so errors point at the entry to fix."""
+    node = yaml.compose(file.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {k.value: k.start_mark.line + 1 for k, _ in node.value}
+
+
+def load_intents(file: Path) -> TextDataset:
+    """A CSV/JSONL/... with text and label columns, or YAML `intent: [example, ...]`."""
+    file = Path(file)
+    if file.suffix.lower() not in (".yaml", ".yml"):
+        return load_data(file)
+    raw, lines = _read_yaml(file), _key_lines(file)
+    if not isinstance(raw, dict) or not raw:
+        raise DataError(f"{file}: expected a mapping `intent: [example question, ...]`.")
+    texts, labels, rows = [], [], []
+    for intent, examples in raw.items():
+        line = lines.get(str(intent), 0)
+        if not isinstance(examples, list) or not all(isinstance(e, str) for e in examples):
+            raise DataError(
+                f"{file} line {line}: intent '{intent}' needs a list of example questions "
+                "(one '- text' per line)."
+            )
+        for example in examples:
+            texts.append(example.strip())
+            labels.append(str(intent))
+            rows.append(line)
+    return TextDataset(texts, labels, source=str(file), lines=rows, label_col="intent")
+
+
+def load_answers(file: Path) -> dict[str, Answer]:
+    file = Path(file)
+    if not file.exists():
+        raise DataError(f"Answers file {file} not found; write one `intent: answer` per intent.")
+    raw, lines = _read_yaml(file), _key_lines(file)
+    if not isinstance(raw, dict) or not raw:
+        raise DataError(f"{file}: expected a mapping `intent: answer text`.")
+    return {
+        str(intent): _answer(file, lines.get(str(intent), 0), str(intent), value)
+        for intent, value in raw.items()
+    }
+
+
+def _answer(file: Path, line: int, intent: str, value) -> Answer:
+    where = f"{file} line {line} ('{intent}')"
+    if isinstance(value, str):
+        value = {"answer": value}
+    if not isinstance(value, dict) or not isinstance(value.get("answer"), str):
+        raise DataError(f"{where}: give the answer as text, or as a mapping with 'answer:'.")
+    unknown = set(value) - {"answer", "fallback"}
+    if unknown:
+        raise DataError(f"{where}: unknown key(s) {sorted(unknown)}; use 'answer' and 'fallback'.")
+    template = " ".join(value["answer"].split())
+    try:
+        slots = template_fields(template)
+    except ValueError as exc:
+        raise DataError(f"{where}: bad template ({exc}); write slots as {{amount}}.") from exc
+    bad = [s for s in slots if s not in SLOT_NAMES]
+    if bad:
+        raise DataError(
+            f"{where}: unknown slot(s) {bad}; available: {', '.join(SLOT_NAMES)} "
+            "(write a literal brace as {{ or }})."
+        )
+    fallback = " ".join(str(value.get("fallback") or "").split())
+    if slots and not fallback:
+        raise DataError(
+            f"{where}: the answer uses {{{slots[0]}}}, so add 'fallback:' with the text to "
+            "say when the message does not mention it."
+        )
+    if fallback and template_fields(fallback):
+        raise DataError(
+            f"{where}: the fallback must not use slots (it is said when they are missing)."
+        )
+    return Answer(intent, template, fallback or template, slots)
+
+
+def check_answers_cover(intents: list[str], answers: dict[str, Answer], file: Path) -> None:
+    """Every intent the classifier can predict needs an approved answer, and vice versa."""
+    missing = sorted(set(intents) - set(answers))
+    if missing:
+        raise DataError(
+            f"{file}: no answer for {len(missing)} intent(s): {', '.join(missing[:10])}"
+            f"{' ...' if len(missing) > 10 else ''}. Add one `intent: answer` entry each."
+        )
+    extra = sorted(set(answers) - set(intents))
+    if extra:
+        raise DataError(
+            f"{file}: answers for intent(s) with no example questions: {', '.join(extra[:10])}. "
+            "Fix the spelling, or add examples to the intents file."
+        )
+
+
+def load_articles(folder: Path) -> list[Article]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"Articles folder {folder} not found; put help articles (.md/.txt) there.")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in ARTICLE_SUFFIXES)
+    if not files:
+        raise DataError(f"{folder} has no articles: add Markdown (.md) or text (.txt) files.")
+    articles = []
+    for path in files:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}: not UTF-8 text ({exc.reason}); re-save it as UTF-8.") from exc
+        if not text.strip():
+            raise DataError(f"{path}: the article is empty; write it or delete the file.")
+        name = path.relative_to(folder).as_posix()
+        articles.append(Article(name, _title(text, path), text))
+    return articles
+
+
+def _title(text: str, path: Path) -> str:
+    heading = re.search(r"^#\s+(.+)$", text, re.MULTILINE)
+    return heading.group(1).strip() if heading else path.stem.replace("-", " ").capitalize()
+
+
+def load_retrieval_queries(file: Path, articles: list[Article]) -> list[tuple[str, str]]:
+    """(query, article name) pairs for calibrating and measuring retrieval."""
+    ds = load_data(file, "query", "article")
+    names = {a.name for a in articles}
+    for name, line in zip(ds.labels, ds.lines, strict=True):
+        if name not in names:
+            raise DataError(
+                f"{file} line {line}: article '{name}' is not in the articles folder "
+                f"(have: {', '.join(sorted(names))})."
+            )
+    return list(zip(ds.texts, ds.labels, strict=True))

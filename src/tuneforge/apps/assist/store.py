@@ -1,0 +1,144 @@
+"""The conversation log and hand-off tickets (SQLAlchemy 2; SQLite by default, PostgreSQL by URL).
+
+Only masked text is ever written: `Store` masks every text itself, whatever its caller did,
+so a raw card number or e-mail address cannot reach the database through a new code path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import DateTime, Float, ForeignKey, String, Text, create_engine, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+
+from tuneforge.serving.pii import mask_pii
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Conversation(Base):
+    __tablename__ = "assist_conversations"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[str] = mapped_column(String(128), unique=True, index=True)
+    started: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    messages: Mapped[list[Message]] = relationship(order_by="Message.id")
+
+
+class Message(Base):
+    __tablename__ = "assist_messages"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("assist_conversations.id"), index=True)
+    role: Mapped[str] = mapped_column(String(16))  # "customer" or "assistant"
+    text: Mapped[str] = mapped_column(Text)  # masked
+    path: Mapped[str | None] = mapped_column(String(16))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    intent: Mapped[str | None] = mapped_column(String(128))
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class Ticket(Base):
+    __tablename__ = "assist_tickets"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("assist_conversations.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    reason: Mapped[str] = mapped_column(Text)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    # The transcript is the conversation's (masked) messages, including any sent after hand-off.
+    conversation: Mapped[Conversation] = relationship()
+
+
+@dataclass(frozen=True)
+class TicketView:
+    id: int
+    session_id: str
+    status: str
+    reason: str
+    transcript: list[dict]
+
+
+class Store:
+    def __init__(self, url: str = "sqlite:///assist.db") -> None:
+        sqlite = url.startswith("sqlite")
+        # The API answers from a thread pool: SQLite connections must be shareable across it.
+        self.engine = create_engine(
+            url, connect_args={"check_same_thread": False} if sqlite else {}
+        )
+        Base.metadata.create_all(self.engine)
+
+    def _conversation(self, db: Session, session_id: str) -> Conversation:
+        conv = db.scalar(select(Conversation).where(Conversation.session_id == session_id))
+        if conv is None:
+            conv = Conversation(session_id=session_id)
+            db.add(conv)
+            db.flush()
+        return conv
+
+    def log_exchange(
+        self,
+        session_id: str,
+        customer_text: str,
+        reply: str,
+        path: str,
+        confidence: float,
+        intent: str | None,
+    ) -> None:
+        with Session(self.engine) as db, db.begin():
+            conv = self._conversation(db, session_id)
+            db.add(Message(conversation_id=conv.id, role="customer", text=mask_pii(customer_text)))
+            db.add(
+                Message(
+                    conversation_id=conv.id,
+                    role="assistant",
+                    text=mask_pii(reply),
+                    path=path,
+                    confidence=confidence,
+                    intent=intent,
+                )
+            )
+
+    def open_ticket(self, session_id: str, reason: str) -> int:
+        """The session's open ticket, else a new one: one ticket per conversation at a time."""
+        with Session(self.engine) as db, db.begin():
+            conv = self._conversation(db, session_id)
+            ticket = db.scalar(
+                select(Ticket).where(Ticket.conversation_id == conv.id, Ticket.status == "open")
+            )
+            if ticket is None:
+                ticket = Ticket(conversation_id=conv.id, reason=mask_pii(reason))
+                db.add(ticket)
+                db.flush()
+            return ticket.id
+
+    def tickets(self, status: str | None = "open") -> list[TicketView]:
+        with Session(self.engine) as db:
+            query = select(Ticket)
+            if status:
+                query = query.where(Ticket.status == status)
+            return [
+                TicketView(
+                    t.id,
+                    t.conversation.session_id,
+                    t.status,
+                    t.reason,
+                    [{"role": m.role, "text": m.text} for m in t.conversation.messages],
+                )
+                for t in db.scalars(query.order_by(Ticket.id))
+            ]
+
+    def messages(self, session_id: str) -> list[dict]:
+        with Session(self.engine) as db:
+            conv = db.scalar(select(Conversation).where(Conversation.session_id == session_id))
+            return [
+                {"role": m.role, "text": m.text, "path": m.path, "confidence": m.confidence}
+                for m in (conv.messages if conv else [])
+            ]
+
+    def close(self) -> None:
+        self.engine.dispose()

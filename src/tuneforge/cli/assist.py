@@ -1,0 +1,163 @@
+"""`tuneforge assist`: a customer-service assistant (init, train, chat, serve, eval)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tuneforge.cli.app import app
+
+assist_app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    help="Customer-service assistant: approved answers by intent, help-article retrieval, "
+    "hand-off to a person for the rest.",
+)
+app.add_typer(assist_app, name="assist")
+
+DIR = typer.Argument(..., help="The assistant's directory (with assist.yaml).")
+
+
+@assist_app.command(epilog="Example: tuneforge assist init my-assistant")
+def init(
+    directory: Path = typer.Argument(..., help="Directory to create."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing assist.yaml."),
+) -> None:
+    """Create an assistant with the banking77 demo: intents, 77 answers, help articles."""
+    from tuneforge.apps.assist.build import init_assistant
+
+    init_assistant(directory, force)
+    typer.echo(
+        f"Created {directory}. Edit its intents, answers and articles, then run "
+        f"`tuneforge assist train {directory}`."
+    )
+
+
+@assist_app.command()
+def train(directory: Path = DIR) -> None:
+    """Train the intent model (head method) and calibrate the answer and retrieval thresholds."""
+    from tuneforge.apps.assist.build import train_assistant
+    from tuneforge.apps.assist.knowledge import AssistConfig
+
+    calibration = train_assistant(directory)
+    kind = AssistConfig.load(directory).oos_score
+    seen = calibration.measured[kind]
+    typer.echo(
+        f"Validation: intent accuracy {calibration.measured['accuracy']:.3f}; at {kind} >= "
+        f"{calibration.answer[kind]:.3f} the assistant answers {seen['answered']:.0%} of "
+        f"questions, {seen['accuracy_of_answered']:.3f} of them correctly. Retrieval threshold "
+        f"(cosine) {calibration.retrieval:.3f}."
+    )
+
+
+@assist_app.command()
+def chat(
+    directory: Path = DIR,
+    database: str | None = typer.Option(None, help="Database URL (default: assist.yaml's)."),
+) -> None:
+    """Chat with the assistant in the terminal."""
+    from tuneforge.apps.assist.chat import run_chat
+    from tuneforge.apps.assist.knowledge import AssistConfig
+    from tuneforge.apps.assist.pipeline import Assistant, open_store
+
+    store = open_store(directory, AssistConfig.load(directory), database)
+    run_chat(Assistant.load(directory, store))
+
+
+@assist_app.command(
+    epilog="Example: TUNEFORGE_API_KEYS=$(python -c "
+    "'import secrets;print(secrets.token_urlsafe(32))') tuneforge assist serve my-assistant "
+    " (then open http://127.0.0.1:8000/ and enter the key)"
+)
+def serve(
+    directory: Path = DIR,
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000),
+    database: str | None = typer.Option(None, help="Database URL (default: assist.yaml's)."),
+    api_key_file: Path | None = typer.Option(None, help="API keys, one per line."),
+    insecure_no_auth: bool = typer.Option(
+        False, "--insecure-no-auth", help="Serve without API keys (local experiments only)."
+    ),
+    max_message_chars: int = typer.Option(2_000, help="Characters per message."),
+    rate: float = typer.Option(5.0, help="Messages per second per key (0: unlimited)."),
+    burst: int = typer.Option(10, help="Messages a key may send at once."),
+) -> None:
+    """Serve `POST /v1/chat` and a web chat page at `/`."""
+    import uvicorn
+
+    from tuneforge.apps.assist.api import build_app
+    from tuneforge.apps.assist.knowledge import AssistConfig
+    from tuneforge.apps.assist.pipeline import Assistant, open_store
+    from tuneforge.errors import ConfigError
+    from tuneforge.serving.auth import read_keys
+    from tuneforge.serving.limits import Limits
+    from tuneforge.serving.logs import setup_logging
+
+    keys = read_keys(api_key_file, "TUNEFORGE_API_KEYS")
+    if not keys and not insecure_no_auth:
+        raise ConfigError(
+            "No API keys: pass --api-key-file FILE or set TUNEFORGE_API_KEYS "
+            "(or --insecure-no-auth for a local experiment)."
+        )
+    store = open_store(directory, AssistConfig.load(directory), database)
+    limits = Limits(
+        max_body_bytes=16 * 1024,
+        max_texts=1,
+        max_text_chars=max_message_chars,
+        rate_per_second=rate,
+        burst=burst,
+        max_inflight=64,
+    )
+    app = build_app(
+        Assistant.load(directory, store),
+        api_keys=None if insecure_no_auth else keys,
+        limits=limits,
+    )
+    setup_logging()
+    typer.echo(f"Assistant on http://{host}:{port}/", err=True)
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+
+
+@assist_app.command()
+def tickets(
+    directory: Path = DIR,
+    database: str | None = typer.Option(None, help="Database URL (default: assist.yaml's)."),
+    all_tickets: bool = typer.Option(False, "--all", help="Closed tickets too."),
+) -> None:
+    """Hand-off tickets with their (masked) conversations, for the support team."""
+    from tuneforge.apps.assist.knowledge import AssistConfig
+    from tuneforge.apps.assist.pipeline import open_store
+
+    store = open_store(directory, AssistConfig.load(directory), database)
+    found = store.tickets(None if all_tickets else "open")
+    for ticket in found:
+        typer.echo(f"#{ticket.id} [{ticket.status}] session {ticket.session_id}: {ticket.reason}")
+        for message in ticket.transcript:
+            typer.echo(f"    {message['role']:>9}: {message['text']}")
+    typer.echo(f"{len(found)} ticket(s).")
+
+
+@assist_app.command(name="eval")
+def evaluate(
+    directory: Path = DIR,
+    test: Path | None = typer.Option(None, help="Labelled test questions (text,label)."),
+    oos: list[str] = typer.Option(
+        [],
+        help="NAME=TRAIN,TEST: a labelled data set for the leave-intents-out out-of-scope "
+        "measurement (repeatable).",
+    ),
+    out_of_domain: Path | None = typer.Option(
+        None, help="Messages the assistant should hand off (e.g. another domain's questions)."
+    ),
+    folds: int = typer.Option(5, min=1, help="Leave-intents-out folds per data set."),
+    held_out: float = typer.Option(0.25, min=0.05, max=0.9, help="Share of intents held out."),
+    out: Path | None = typer.Option(None, help="Write the figures to this JSON file."),
+) -> None:
+    """Intent accuracy, out-of-scope AUROC and FPR@95%TPR (leave-intents-out), recall@k."""
+    from tuneforge.apps.assist.evaluate import EvalOptions, print_summary, run_eval
+
+    options = EvalOptions(
+        test=test, oos=oos, out_of_domain=out_of_domain, folds=folds, held_out=held_out
+    )
+    print_summary(run_eval(directory, options, out))
