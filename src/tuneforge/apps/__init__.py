@@ -1,0 +1,1 @@
+"""Applications built on tuneforge models (each a subpackage with its own CLI verb)."""
