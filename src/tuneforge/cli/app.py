@@ -30,6 +30,7 @@ VERBS = [
     "export",
     "serve",
     "sample",
+    "monitor",
 ]
 
 state = {"debug": False}

@@ -26,13 +26,12 @@ def window_seconds(name: str) -> int:
 
 
 class DetectorSettings(BaseModel):
-    z: float = Field(4.0, gt=0, description="one-sided z threshold (4.0: p ≈ 3.2e-5)")
+    alpha: float = Field(3e-5, gt=0, lt=1, description="p-value below which a window alerts")
     min_volume: int = Field(20, ge=1, description="items a window needs to be tested")
     min_lift: float = Field(0.10, ge=0, le=1, description="smallest share rise worth an alert")
     baseline_windows: int = Field(12, ge=2, description="past windows pooled as the baseline")
     min_baseline: int = Field(100, ge=1, description="items the baseline needs")
     cooldown_windows: int = Field(6, ge=0, description="windows without a repeat per scope")
-    entity_min_volume: int = Field(20, ge=1, description="entities/topics tested above this")
 
 
 class WebhookSettings(BaseModel):
@@ -75,7 +74,9 @@ class MonitorSettings(BaseModel):
 
     def save(self) -> Path:
         data = self.model_dump(mode="json", exclude={"home"})
-        return write_text_atomically(self.home / SETTINGS_FILE, yaml.safe_dump(data, sort_keys=False))
+        return write_text_atomically(
+            self.home / SETTINGS_FILE, yaml.safe_dump(data, sort_keys=False)
+        )
 
 
 def write_text_atomically(target: Path, text: str) -> Path:

@@ -38,4 +38,6 @@ def build_topic_model(out: Path, base: str = "minilm"):
     """Build and save the zero-shot topic model at `out`; returns the TunedModel."""
     import tuneforge
 
-    return tuneforge.tune(None, method="zeroshot", labels=TOPICS, base=base, out=out, progress=False)
+    return tuneforge.tune(
+        None, method="zeroshot", labels=TOPICS, base=base, out=out, progress=False
+    )
