@@ -24,7 +24,10 @@ class KeywordSentiment:
         for text in texts:
             words = text.lower().split()
             rows.append(
-                [0.8, 0.1, 0.1] if "down" in words else [0.1, 0.8, 0.1] if "up" in words
+                [0.8, 0.1, 0.1]
+                if "down" in words
+                else [0.1, 0.8, 0.1]
+                if "up" in words
                 else [0.1, 0.1, 0.8]
             )
         return np.array(rows, dtype=np.float32)

@@ -43,7 +43,8 @@ def test_no_alert_without_volume_or_a_meaningful_rise(n, neg, base_n, base_neg):
 
 def false_alarms(seeds: range, windows: int, per_window: float, share: float) -> int:
     return sum(
-        len(detect(stream(np.random.default_rng(s), windows, per_window, share), CFG)) for s in seeds
+        len(detect(stream(np.random.default_rng(s), windows, per_window, share), CFG))
+        for s in seeds
     )
 
 

@@ -19,11 +19,21 @@ import threading
 from http.cookies import SimpleCookie
 from pathlib import Path
 
+from pydantic import BaseModel, Field
+
 from tuneforge.serving.auth import KeySet, bearer, send_json
 
 STATIC = Path(__file__).resolve().parent / "static"
 COOKIE = "tuneforge_monitor_key"
 OPEN_PATHS = ("/health", "/login")
+
+
+class IngestBody(BaseModel):
+    items: list[dict] = Field(..., max_length=1000)
+
+
+class Login(BaseModel):
+    key: str
 
 
 def _cookie_key(headers) -> str | None:
@@ -80,7 +90,6 @@ def create_app(monitor, api_keys: list[str] | None, max_body_bytes: int = 4 << 2
     """The ASGI app of an open monitor (`home.open_monitor`); api_keys None: no auth."""
     from fastapi import FastAPI, HTTPException, Query, Response
     from fastapi.responses import HTMLResponse, JSONResponse
-    from pydantic import BaseModel, Field
 
     from tuneforge.apps.monitor import queries
     from tuneforge.apps.monitor.ingest import to_item
@@ -95,21 +104,17 @@ def create_app(monitor, api_keys: list[str] | None, max_body_bytes: int = 4 << 2
     def bad_request(_request, exc: TuneforgeError):
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
-    class IngestBody(BaseModel):
-        items: list[dict] = Field(..., max_length=1000)
-
-    class Login(BaseModel):
-        key: str
-
     @api.get("/health")
     def health() -> dict:
         return {"status": "ok"}
 
     @api.post("/login", status_code=204)
-    def login(body: Login, response: Response) -> None:
+    def login(body: Login):
         if keys is not None and keys.match(body.key) is None:
             raise HTTPException(401, "Invalid API key.")
+        response = Response(status_code=204)
         response.set_cookie(COOKIE, body.key, httponly=True, samesite="strict", path="/")
+        return response
 
     @api.post("/ingest")
     def ingest(body: IngestBody) -> dict:
