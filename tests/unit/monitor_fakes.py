@@ -13,7 +13,7 @@ from tuneforge.apps.monitor.entities import DEFAULT_WATCHLIST, load_watchlist
 class KeywordSentiment:
     """bearish if the text says "down", bullish if "up", else neutral; counts its calls."""
 
-    labels = ["bearish", "bullish", "neutral"]
+    labels = ("bearish", "bullish", "neutral")
 
     def __init__(self) -> None:
         self.texts_seen = 0
@@ -34,7 +34,7 @@ class KeywordSentiment:
 
 
 class KeywordTopics:
-    labels = ["earnings", "macro"]
+    labels = ("earnings", "macro")
 
     def predict_proba(self, texts, batch_size=64):
         return np.array([[0.9, 0.1] if "earnings" in t else [0.1, 0.9] for t in texts])

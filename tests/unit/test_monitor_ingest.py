@@ -82,7 +82,7 @@ def test_jsonl_and_errors_name_the_file_row_and_column(tmp_path):
         list(read_items(bad))
     broken = tmp_path / "c.jsonl"
     broken.write_text('{"text": "a"}\n{oops\n')
-    with pytest.raises(DataError, match="c.jsonl, line 2: invalid JSON"):
+    with pytest.raises(DataError, match=r"c\.jsonl, line 2: invalid JSON"):
         list(read_items(broken))
 
 
