@@ -133,10 +133,10 @@ def replay(
     ),
     home: Path = HOME,
     speed: str = typer.Option("600x", help="Data time per real time, e.g. 600x."),
-    rate: float = typer.Option(8.0, help="Items per data-minute."),
-    burst_at: float = typer.Option(120.0, help="Data-minutes until the negative burst."),
-    burst_minutes: float = typer.Option(20.0, help="Length of the burst in data-minutes."),
-    burst_share: float = typer.Option(0.7, help="Share of burst items made negative."),
+    rate: float = typer.Option(6.0, help="Items per data-minute."),
+    burst_at: float = typer.Option(90.0, help="Data-minutes until the negative burst."),
+    burst_minutes: float = typer.Option(30.0, help="Length of the burst in data-minutes."),
+    burst_share: float = typer.Option(0.8, help="Share of burst items made negative."),
     seed: int = typer.Option(0),
 ) -> None:
     """Stream a labelled file with synthetic timestamps and an injected negative burst."""

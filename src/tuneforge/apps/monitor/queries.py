@@ -14,7 +14,8 @@ from tuneforge.apps.monitor.store import Alert, Item, ItemEntity
 @dataclass
 class Span:
     """The last `points` windows of `width` seconds up to the newest item (data time, so a
-    replay with synthetic timestamps shows its own "now")."""
+    replay with synthetic timestamps shows its own "now"), or fewer when the data is younger
+    (a new monitor's charts are not mostly empty)."""
 
     width: int
     start: int
@@ -24,13 +25,14 @@ class Span:
     def of(cls, monitor, window: str | None, points: int) -> Span:
         width = window_seconds(window) if window else monitor.settings.window_seconds
         with monitor.engine.connect() as conn:
-            newest = tr.latest_ts(conn)
+            oldest, newest = tr.time_range(conn)
         if newest is None:
             import time
 
-            newest = int(time.time())
+            oldest = newest = int(time.time())
         end = tr.window_start(newest, width) + width
-        return cls(width, end - max(1, points) * width, end)
+        start = max(end - max(1, points) * width, tr.window_start(oldest, width))
+        return cls(width, start, end)
 
 
 def trends(engine, span: Span, scope: str) -> dict:

@@ -57,10 +57,10 @@ def plan_replay(
     texts: list[str],
     negatives: list[str],
     start: int,
-    rate: float = 8.0,
-    burst_at: float = 120.0,
-    burst_minutes: float = 20.0,
-    burst_share: float = 0.7,
+    rate: float = 6.0,
+    burst_at: float = 90.0,
+    burst_minutes: float = 30.0,
+    burst_share: float = 0.8,
     seed: int = 0,
 ) -> ReplayPlan:
     """Every text once, in file order, at Poisson times; a negative burst injected."""

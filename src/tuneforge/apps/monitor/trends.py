@@ -118,3 +118,9 @@ def scope_table(conn, start: int, end: int, limit: int = 50) -> list[dict]:
 
 def latest_ts(conn) -> int | None:
     return conn.execute(select(func.max(Item.ts))).scalar()
+
+
+def time_range(conn) -> tuple[int | None, int | None]:
+    """(oldest, newest) item timestamps; (None, None) when there are no items."""
+    oldest, newest = conn.execute(select(func.min(Item.ts), func.max(Item.ts))).one()
+    return oldest, newest
