@@ -143,7 +143,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--home", type=Path, default=ROOT / "runs/monitor-bench")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--items", type=int, default=1500)
+    ap.add_argument("--items", type=int, default=1000)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/monitor.json")
     args = ap.parse_args()
@@ -154,6 +154,7 @@ def main() -> None:
     from tuneforge.tuned_model import TunedModel
 
     torch.set_num_threads(args.threads)
+    load = [round(x, 2) for x in os.getloadavg()]
     start = time.perf_counter()
     settings = init_home(args.home)  # trains the demo model on the first run only
     setup_seconds = round(time.perf_counter() - start, 1)
@@ -174,7 +175,8 @@ def main() -> None:
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
             "torch_threads": args.threads,
-            "note": "2 CPU cores shared with other jobs",
+            "load_average_at_start": load,
+            "note": "2 CPU cores shared with other jobs (load average above 2: figures are low)",
         },
         "setup_seconds": setup_seconds,
         "model": {"method": "head", "base": "minilm", "train_rows": 1500, "validation": acc},

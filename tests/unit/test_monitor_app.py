@@ -91,6 +91,8 @@ def test_bad_input_is_a_clear_422(client):
         "/ingest", json={"items": [{"text": "a", "url": "javascript:x"}]}, headers=AUTH
     )
     assert url.status_code == 422
+    long = client.post("/ingest", json={"items": [{"text": "x" * 20_001}]}, headers=AUTH)
+    assert long.status_code == 422 and "limit is 20000" in long.json()["detail"]
     scope = client.get("/api/trends?scope=sector:x", headers=AUTH)
     assert scope.status_code == 422 and "Unknown scope" in scope.json()["detail"]
 

@@ -27,7 +27,8 @@ from tuneforge.apps.monitor.store import IngestedFile, Item, ItemEntity, insert_
 from tuneforge.apps.monitor.trends import latest_ts
 from tuneforge.errors import DataError
 
-TEXT_KEYS, TIME_KEYS = ("text",), ("timestamp", "ts", "time", "created_at")
+TIME_KEYS = ("timestamp", "ts", "time", "created_at")
+MAX_TEXT_CHARS = 20_000
 SUFFIXES = (".csv", ".jsonl")
 
 
@@ -82,6 +83,11 @@ def to_item(record: dict, where: str, default_source: str = "") -> RawItem:
     text = record.get("text")
     if not isinstance(text, str) or not text.strip():
         raise DataError(f"{where}: column 'text' is missing or empty; every item needs a text.")
+    if len(text) > MAX_TEXT_CHARS:
+        raise DataError(
+            f"{where}: text has {len(text)} characters, the limit is {MAX_TEXT_CHARS}; "
+            "split long documents into posts or paragraphs."
+        )
     source = str(record.get("source") or default_source)[:200]
     url = str(record.get("url") or "")
     if url and not url.startswith(("http://", "https://")):
