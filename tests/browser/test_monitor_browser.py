@@ -100,7 +100,7 @@ def test_dashboard_shows_trends_and_the_alert_during_a_replay(playwright_api, re
                 page.fill("#k", KEY)
                 page.click("button")
                 page.wait_for_selector("#share-chart polyline.series-neg_share", timeout=60_000)
-                page.wait_for_selector("#alert-list .alert", timeout=120_000)
+                page.wait_for_selector("#alert-list .alert", timeout=300_000)
                 assert "all:" in page.locator("#alert-list .alert").first.inner_text()
                 assert page.locator("#volume-chart rect.bar").count() >= 20
                 assert page.locator("#share-chart rect.alert-band").count() >= 1

@@ -133,8 +133,12 @@ def create_app(monitor, api_keys: list[str] | None, max_body_bytes: int = 4 << 2
         return queries.trends(monitor.engine, span(window, points), scope)
 
     @api.get("/api/scopes")
-    def scopes(window: str | None = None, points: int = Query(72, le=2000)):
-        return queries.scopes(monitor.engine, span(window, points))
+    def scopes(
+        window: str | None = None,
+        points: int = Query(72, le=2000),
+        limit: int = Query(50, ge=1, le=500),
+    ):
+        return queries.scopes(monitor.engine, span(window, points), limit)
 
     @api.get("/api/alerts")
     def alerts(limit: int = Query(20, ge=1, le=500)):

@@ -45,9 +45,9 @@ def trends(engine, span: Span, scope: str) -> dict:
     }
 
 
-def scopes(engine, span: Span) -> list[dict]:
+def scopes(engine, span: Span, limit: int = 50) -> list[dict]:
     with engine.connect() as conn:
-        return tr.scope_table(conn, span.start, span.end)
+        return tr.scope_table(conn, span.start, span.end, limit)
 
 
 def alerts(engine, limit: int) -> list[dict]:
