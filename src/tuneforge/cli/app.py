@@ -31,6 +31,7 @@ VERBS = [
     "serve",
     "sample",
     "assist",
+    "monitor",
 ]
 
 state = {"debug": False}
