@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -212,12 +213,15 @@ def main() -> None:
                 sys.stderr.write(proc.stderr[-3000:])
                 raise SystemExit(f"run failed: {' '.join(cmd)}")
             run = json.loads(proc.stdout.strip().splitlines()[-1])
+            run["date"] = datetime.now(UTC).isoformat(timespec="seconds")
             print(json.dumps(run), flush=True)
             result["runs"] = [
                 r for r in result["runs"] if (r["method"], r["seed"]) != (method, seed)
             ] + [run]
+            command = "python " + " ".join(sys.argv)
             result.update(
                 task=args.task,
+                commands=sorted({*result.get("commands", []), command}),
                 machine=f"{platform.machine()}, {os.cpu_count()} cores, torch threads "
                 f"{os.environ.get('OMP_NUM_THREADS', 'default')}",
                 summary=summarize(result["runs"]),
