@@ -7,12 +7,11 @@ import sqlite3
 import numpy as np
 import pytest
 
-from assist_fakes import FakeModel, bag_of_words, write_assistant
+from assist_fakes import FakeModel, bag_of_words, make_assistant, write_assistant
 from tuneforge.apps.assist.build import calibrate, load_knowledge
-from tuneforge.apps.assist.calibration import Calibration
-from tuneforge.apps.assist.knowledge import AssistConfig, load_answers, load_articles
+from tuneforge.apps.assist.knowledge import AssistConfig, load_articles
 from tuneforge.apps.assist.oos import auroc, fpr_at_tpr, in_scope_score
-from tuneforge.apps.assist.pipeline import Assistant, open_store
+from tuneforge.apps.assist.pipeline import open_store
 from tuneforge.apps.assist.retrieval import Retriever, chunk_article, recall_at_k
 from tuneforge.apps.assist.store import Store
 
@@ -23,17 +22,6 @@ EMAIL = "jane.doe@example.com"
 @pytest.fixture
 def assistant_dir(tmp_path):
     return write_assistant(tmp_path / "bot")
-
-
-def make_assistant(directory, answer=0.9, retrieval=0.5, store=None) -> Assistant:
-    articles = load_articles(directory / "articles")
-    return Assistant(
-        FakeModel(),
-        load_answers(directory / "answers.yaml"),
-        Calibration({"msp": answer, "energy": None, "centroid": None}, retrieval),
-        retriever=Retriever(articles, bag_of_words),
-        store=store,
-    )
 
 
 @pytest.mark.parametrize(
