@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from assist_db import CHECKS
 from assist_fakes import make_assistant, write_assistant
 from tuneforge.apps.assist.store import Store
 
@@ -136,3 +137,8 @@ def test_concurrent_first_messages_share_one_conversation_and_ticket(pg_schema):
         assert len(store.messages(session)) == 2 * workers
     assert len(store.tickets()) == 5
     store.close()
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))
+def test_migrations_on_postgres(pg_schema, check):
+    check(pg_schema[0])

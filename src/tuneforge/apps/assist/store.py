@@ -2,6 +2,8 @@
 
 Only masked text is ever written: `Store` masks every text itself, whatever its caller did,
 so a raw card number or e-mail address cannot reach the database through a new code path.
+The schema is made and kept up to date by the Alembic migrations in `migrations/`: a change
+to the models below needs a new revision there.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
+from tuneforge.apps.assist import migrations
 from tuneforge.serving.pii import mask_pii
 
 
@@ -95,7 +98,7 @@ class Store:
         self.engine = create_engine(
             url, connect_args={"check_same_thread": False} if sqlite else {}, pool_pre_ping=True
         )
-        Base.metadata.create_all(self.engine)
+        migrations.upgrade(self.engine)  # a new database, or one an older tuneforge wrote
 
     def _write(self, work: Callable[[Session], T]) -> T:
         """`work` in a transaction, tried again once if a concurrent request of the same session
