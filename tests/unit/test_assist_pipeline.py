@@ -176,3 +176,31 @@ def test_path_mix_counts_each_path(assistant_dir):
     mix = path_mix(bot, messages)
     assert mix == {"messages": 3, "answer": 0.3333, "retrieval": 0.3333, "handoff": 0.3333}
     assert [bot.respond("s", m).path for m in messages] == ["answer", "retrieval", "handoff"]
+
+
+def test_held_out_retrieval_figures(assistant_dir, tmp_path):
+    from tuneforge.apps.assist.evaluate import held_out_retrieval, load_retrieval_test
+    from tuneforge.errors import DataError
+
+    file = tmp_path / "retrieval_test.csv"
+    file.write_text(
+        "query,article,section\n"
+        "merchant refund,fees.md,Refund of a merchant\n"
+        "ATM withdrawal fee,fees.md,Refund of a merchant\n"  # the ATM section comes first
+        "card arrived ATM fees,fees.md,ATM fees\n"  # answered by the card_arrival intent
+    )
+    bot = make_assistant(assistant_dir, answer=0.9, retrieval=-1.0)
+    cases = load_retrieval_test(file, bot.retriever)
+    figures = held_out_retrieval(bot, cases)
+    assert figures["recall@1"] == figures["recall@3"] == 1.0  # one article
+    assert figures["section@1"] == pytest.approx(2 / 3, abs=1e-4)
+    assert figures["right_article_above_threshold"] == 1.0
+    assert figures["paths"] == {"answer": 0.3333, "retrieval": 0.6667, "handoff": 0.0}
+    assert figures["retrieval_path_right_article"] == 1.0
+    strict = held_out_retrieval(make_assistant(assistant_dir, answer=0.9, retrieval=2.0), cases)
+    assert strict["right_article_above_threshold"] == 0.0
+    assert strict["paths"]["handoff"] == 0.6667 and strict["retrieval_path_right_article"] is None
+
+    file.write_text("query,article,section\nmerchant refund,fees.md,Refunds\n")
+    with pytest.raises(DataError, match=r"line 2: fees.md has no section 'Refunds'"):
+        load_retrieval_test(file, bot.retriever)

@@ -31,7 +31,13 @@ from tuneforge.errors import ConfigError, DataError
 from tuneforge.evaluation.calibration import abstain_threshold
 
 VAL_FRACTION = 0.2
-DEMO_FILES = ("intents.csv", "answers.yaml", "retrieval_queries.csv", "NOTICE")
+DEMO_FILES = (
+    "intents.csv",
+    "answers.yaml",
+    "retrieval_queries.csv",
+    "retrieval_test.csv",
+    "NOTICE",
+)
 
 
 def demo_dir() -> Path:

@@ -103,10 +103,16 @@ class Assistant:
         scores = in_scope_score(self.score_kind, logits, embeddings, self.calibration.centroids)
         return [self.model.labels[i] for i in logits.argmax(axis=1)], scores
 
-    def respond(self, session_id: str, message: str) -> Reply:
+    def decide(self, message: str) -> Reply:
+        """The reply to `message`, without logging it or opening a ticket (e.g. to evaluate)."""
         masked = mask_pii(message)  # nothing downstream ever sees the raw message
         with self._lock:
-            reply = self._decide(masked)
+            return self._decide(masked)
+
+    def respond(self, session_id: str, message: str) -> Reply:
+        """The reply to `message`, logged in the store with a ticket when handed off."""
+        masked = mask_pii(message)
+        reply = self.decide(masked)  # masking twice changes nothing
         if self.store is not None:
             if reply.path == "handoff":
                 reason = (
