@@ -80,7 +80,7 @@ def make_assistant(directory: Path, answer=0.9, retrieval=0.5, store=None):
     return Assistant(
         FakeModel(),
         load_answers(directory / "answers.yaml"),
-        Calibration({"msp": answer, "energy": None, "centroid": None}, retrieval),
+        Calibration({"msp": answer}, retrieval),
         retriever=Retriever(load_articles(directory / "articles"), bag_of_words),
         store=store,
     )

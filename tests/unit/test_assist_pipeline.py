@@ -129,7 +129,9 @@ def test_calibrate_meets_the_target_on_validation(assistant_dir):
     )
     assert calibration.answer["msp"] > 0.5  # the flat 0.5 rows are below the answer threshold
     assert calibration.measured["msp"]["accuracy_of_answered"] == 1.0
-    assert calibration.centroids.shape == (2, 64)
+    assert calibration.reference.centroids.shape == (2, 64)
+    assert calibration.reference.examples.shape == (len(intents), 64)
+    assert calibration.measured["knn"]["answered"] > 0
 
 
 def test_chunks_follow_sections(assistant_dir):
@@ -204,3 +206,19 @@ def test_held_out_retrieval_figures(assistant_dir, tmp_path):
     file.write_text("query,article,section\nmerchant refund,fees.md,Refunds\n")
     with pytest.raises(DataError, match=r"line 2: fees.md has no section 'Refunds'"):
         load_retrieval_test(file, bot.retriever)
+
+
+def test_knn_scores_use_the_nearest_training_example():
+    from tuneforge.apps.assist.oos import Reference
+
+    train = np.array([[2.0, 0.0], [0.0, 3.0], [0.0, 1.0]])
+    reference = Reference.build(train, ["a", "b", "b"], ["a", "b"])
+    np.testing.assert_allclose(reference.examples, [[1, 0], [0, 1], [0, 1]])
+    messages, logits = np.array([[1.0, 0.1], [1.0, 1.0]]), np.array([[4.0, 0.0], [4.0, 0.0]])
+    knn = in_scope_score("knn", logits, messages, reference)
+    np.testing.assert_allclose(knn, [1 / np.sqrt(1.01), 1 / np.sqrt(2)], rtol=1e-6)
+    assert knn[0] > knn[1]  # same head confidence, but the second lies between the examples
+    both = in_scope_score("msp_knn", logits, messages, reference)
+    np.testing.assert_allclose(both, in_scope_score("msp", logits) + knn, rtol=1e-6)
+    with pytest.raises(ValueError, match="retrain"):
+        in_scope_score("knn", logits, messages, Reference(reference.centroids))

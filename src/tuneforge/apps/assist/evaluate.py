@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tuneforge.apps.assist.oos import SCORES, auroc, class_centroids, fpr_at_tpr, in_scope_score
+from tuneforge.apps.assist.oos import SCORES, Reference, auroc, fpr_at_tpr, in_scope_score
 from tuneforge.apps.assist.retrieval import Retriever, recall_at_k
 from tuneforge.data.dataset import TextDataset, load_data
 from tuneforge.errors import ConfigError, DataError
@@ -105,11 +105,11 @@ def leave_intents_out(
         known_tr, known_te = ~np.isin(y_train, list(unknown)), ~np.isin(y_test, list(unknown))
         clf = fit_head(x_train[known_tr], y_train[known_tr], opts.seed + fold)
         logits = clf.decision_function(x_test)
-        centroids = class_centroids(x_train[known_tr], list(y_train[known_tr]), list(clf.classes_))
+        reference = Reference.build(x_train[known_tr], list(y_train[known_tr]), list(clf.classes_))
         accuracy = np.mean(clf.predict(x_test[known_te]) == y_test[known_te])
         row = {"in_scope_accuracy": float(accuracy)}
         for kind in SCORES:
-            s = in_scope_score(kind, logits, x_test, centroids)
+            s = in_scope_score(kind, logits, x_test, reference)
             row[kind] = {
                 "auroc": auroc(s[known_te], s[~known_te]),
                 "fpr_at_95tpr": fpr_at_tpr(s[known_te], s[~known_te], 0.95),
