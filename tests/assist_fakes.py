@@ -68,3 +68,19 @@ def write_assistant(root: Path) -> Path:
     (root / "intents.csv").write_text("\n".join(rows) + "\n")
     (root / "assist.yaml").write_text("intents: intents.csv\n")
     return root
+
+
+def make_assistant(directory: Path, answer=0.9, retrieval=0.5, store=None):
+    """The fake model's assistant over `write_assistant(directory)`, at these thresholds."""
+    from tuneforge.apps.assist.calibration import Calibration
+    from tuneforge.apps.assist.knowledge import load_answers, load_articles
+    from tuneforge.apps.assist.pipeline import Assistant
+    from tuneforge.apps.assist.retrieval import Retriever
+
+    return Assistant(
+        FakeModel(),
+        load_answers(directory / "answers.yaml"),
+        Calibration({"msp": answer}, retrieval),
+        retriever=Retriever(load_articles(directory / "articles"), bag_of_words),
+        store=store,
+    )

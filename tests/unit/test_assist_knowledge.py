@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from assist_fakes import bag_of_words
 from tuneforge.apps.assist.build import demo_dir, init_assistant
+from tuneforge.apps.assist.evaluate import load_retrieval_test
 from tuneforge.apps.assist.knowledge import (
     AssistConfig,
     check_answers_cover,
@@ -13,6 +15,7 @@ from tuneforge.apps.assist.knowledge import (
     load_intents,
     load_retrieval_queries,
 )
+from tuneforge.apps.assist.retrieval import Retriever
 from tuneforge.apps.assist.slots import extract_slots, fill
 from tuneforge.errors import ConfigError, DataError
 
@@ -115,6 +118,11 @@ def test_demo_knowledge_is_complete_and_valid(tmp_path):
     assert 5 <= len(articles) <= 8
     queries = load_retrieval_queries(directory / cfg.retrieval_queries, articles)
     assert {a for _, a in queries} == {a.name for a in articles}
+    held_out = load_retrieval_test(
+        directory / "retrieval_test.csv", Retriever(articles, bag_of_words)
+    )
+    assert len(held_out) == 30 and {c.article for c in held_out} == {a.name for a in articles}
+    assert not {c.query.lower() for c in held_out} & {q.lower() for q, _ in queries}
     assert (demo_dir() / "NOTICE").read_text().count("CC BY 4.0") >= 1
     with pytest.raises(ConfigError, match="--force"):
         init_assistant(directory)

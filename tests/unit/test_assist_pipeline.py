@@ -7,12 +7,11 @@ import sqlite3
 import numpy as np
 import pytest
 
-from assist_fakes import FakeModel, bag_of_words, write_assistant
+from assist_fakes import FakeModel, bag_of_words, make_assistant, write_assistant
 from tuneforge.apps.assist.build import calibrate, load_knowledge
-from tuneforge.apps.assist.calibration import Calibration
-from tuneforge.apps.assist.knowledge import AssistConfig, load_answers, load_articles
+from tuneforge.apps.assist.knowledge import AssistConfig, load_articles
 from tuneforge.apps.assist.oos import auroc, fpr_at_tpr, in_scope_score
-from tuneforge.apps.assist.pipeline import Assistant, open_store
+from tuneforge.apps.assist.pipeline import open_store
 from tuneforge.apps.assist.retrieval import Retriever, chunk_article, recall_at_k
 from tuneforge.apps.assist.store import Store
 
@@ -23,17 +22,6 @@ EMAIL = "jane.doe@example.com"
 @pytest.fixture
 def assistant_dir(tmp_path):
     return write_assistant(tmp_path / "bot")
-
-
-def make_assistant(directory, answer=0.9, retrieval=0.5, store=None) -> Assistant:
-    articles = load_articles(directory / "articles")
-    return Assistant(
-        FakeModel(),
-        load_answers(directory / "answers.yaml"),
-        Calibration({"msp": answer, "energy": None, "centroid": None}, retrieval),
-        retriever=Retriever(articles, bag_of_words),
-        store=store,
-    )
 
 
 @pytest.mark.parametrize(
@@ -141,7 +129,9 @@ def test_calibrate_meets_the_target_on_validation(assistant_dir):
     )
     assert calibration.answer["msp"] > 0.5  # the flat 0.5 rows are below the answer threshold
     assert calibration.measured["msp"]["accuracy_of_answered"] == 1.0
-    assert calibration.centroids.shape == (2, 64)
+    assert calibration.reference.centroids.shape == (2, 64)
+    assert calibration.reference.examples.shape == (len(intents), 64)
+    assert calibration.measured["knn"]["answered"] > 0
 
 
 def test_chunks_follow_sections(assistant_dir):
@@ -188,3 +178,47 @@ def test_path_mix_counts_each_path(assistant_dir):
     mix = path_mix(bot, messages)
     assert mix == {"messages": 3, "answer": 0.3333, "retrieval": 0.3333, "handoff": 0.3333}
     assert [bot.respond("s", m).path for m in messages] == ["answer", "retrieval", "handoff"]
+
+
+def test_held_out_retrieval_figures(assistant_dir, tmp_path):
+    from tuneforge.apps.assist.evaluate import held_out_retrieval, load_retrieval_test
+    from tuneforge.errors import DataError
+
+    file = tmp_path / "retrieval_test.csv"
+    file.write_text(
+        "query,article,section\n"
+        "merchant refund,fees.md,Refund of a merchant\n"
+        "ATM withdrawal fee,fees.md,Refund of a merchant\n"  # the ATM section comes first
+        "card arrived ATM fees,fees.md,ATM fees\n"  # answered by the card_arrival intent
+    )
+    bot = make_assistant(assistant_dir, answer=0.9, retrieval=-1.0)
+    cases = load_retrieval_test(file, bot.retriever)
+    figures = held_out_retrieval(bot, cases)
+    assert figures["recall@1"] == figures["recall@3"] == 1.0  # one article
+    assert figures["section@1"] == pytest.approx(2 / 3, abs=1e-4)
+    assert figures["right_article_above_threshold"] == 1.0
+    assert figures["paths"] == {"answer": 0.3333, "retrieval": 0.6667, "handoff": 0.0}
+    assert figures["retrieval_path_right_article"] == 1.0
+    strict = held_out_retrieval(make_assistant(assistant_dir, answer=0.9, retrieval=2.0), cases)
+    assert strict["right_article_above_threshold"] == 0.0
+    assert strict["paths"]["handoff"] == 0.6667 and strict["retrieval_path_right_article"] is None
+
+    file.write_text("query,article,section\nmerchant refund,fees.md,Refunds\n")
+    with pytest.raises(DataError, match=r"line 2: fees.md has no section 'Refunds'"):
+        load_retrieval_test(file, bot.retriever)
+
+
+def test_knn_scores_use_the_nearest_training_example():
+    from tuneforge.apps.assist.oos import Reference
+
+    train = np.array([[2.0, 0.0], [0.0, 3.0], [0.0, 1.0]])
+    reference = Reference.build(train, ["a", "b", "b"], ["a", "b"])
+    np.testing.assert_allclose(reference.examples, [[1, 0], [0, 1], [0, 1]])
+    messages, logits = np.array([[1.0, 0.1], [1.0, 1.0]]), np.array([[4.0, 0.0], [4.0, 0.0]])
+    knn = in_scope_score("knn", logits, messages, reference)
+    np.testing.assert_allclose(knn, [1 / np.sqrt(1.01), 1 / np.sqrt(2)], rtol=1e-6)
+    assert knn[0] > knn[1]  # same head confidence, but the second lies between the examples
+    both = in_scope_score("msp_knn", logits, messages, reference)
+    np.testing.assert_allclose(both, in_scope_score("msp", logits) + knn, rtol=1e-6)
+    with pytest.raises(ValueError, match="retrain"):
+        in_scope_score("knn", logits, messages, Reference(reference.centroids))

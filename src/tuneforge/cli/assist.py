@@ -150,6 +150,11 @@ def evaluate(
     out_of_domain: Path | None = typer.Option(
         None, help="Messages the assistant should hand off (e.g. another domain's questions)."
     ),
+    retrieval_test: Path | None = typer.Option(
+        None,
+        help="Held-out retrieval queries (query,article,section) never used for calibration, "
+        "e.g. DIR/retrieval_test.csv of the demo.",
+    ),
     folds: int = typer.Option(5, min=1, help="Leave-intents-out folds per data set."),
     held_out: float = typer.Option(0.25, min=0.05, max=0.9, help="Share of intents held out."),
     out: Path | None = typer.Option(None, help="Write the figures to this JSON file."),
@@ -158,6 +163,11 @@ def evaluate(
     from tuneforge.apps.assist.evaluate import EvalOptions, print_summary, run_eval
 
     options = EvalOptions(
-        test=test, oos=oos, out_of_domain=out_of_domain, folds=folds, held_out=held_out
+        test=test,
+        oos=oos,
+        out_of_domain=out_of_domain,
+        retrieval_test=retrieval_test,
+        folds=folds,
+        held_out=held_out,
     )
     print_summary(run_eval(directory, options, out))

@@ -22,7 +22,7 @@ from tuneforge.apps.assist.knowledge import (
 )
 from tuneforge.apps.assist.oos import (
     SCORES,
-    class_centroids,
+    Reference,
     in_scope_score,
     recall_threshold,
 )
@@ -31,7 +31,13 @@ from tuneforge.errors import ConfigError, DataError
 from tuneforge.evaluation.calibration import abstain_threshold
 
 VAL_FRACTION = 0.2
-DEMO_FILES = ("intents.csv", "answers.yaml", "retrieval_queries.csv", "NOTICE")
+DEMO_FILES = (
+    "intents.csv",
+    "answers.yaml",
+    "retrieval_queries.csv",
+    "retrieval_test.csv",
+    "NOTICE",
+)
 
 
 def demo_dir() -> Path:
@@ -95,14 +101,14 @@ def calibrate(model, fit, val, cfg: AssistConfig) -> Calibration:
     """Answer thresholds per score kind, chosen on held-out `val` for cfg.target_accuracy."""
     if val.labels is None or not len(val):
         raise DataError("Calibration needs labelled validation examples; add more per intent.")
-    centroids = class_centroids(model.embed(fit.texts), fit.labels, model.labels)
+    reference = Reference.build(model.embed(fit.texts), fit.labels, model.labels)
     logits, embeddings = model.logits(val.texts), model.embed(val.texts)
     correct = np.array(
         [model.labels[i] == y for i, y in zip(logits.argmax(1), val.labels, strict=True)]
     )
     answer, measured = {}, {"validation_examples": len(val), "accuracy": float(correct.mean())}
     for kind in SCORES:
-        scores = in_scope_score(kind, logits, embeddings, centroids)
+        scores = in_scope_score(kind, logits, embeddings, reference)
         try:
             answer[kind], coverage, accuracy = abstain_threshold(
                 scores, correct, cfg.target_accuracy
@@ -113,7 +119,7 @@ def calibrate(model, fit, val, cfg: AssistConfig) -> Calibration:
             answer[kind], coverage, accuracy = None, 0.0, None  # unusable; reported as such
         measured[kind] = {"answered": coverage, "accuracy_of_answered": accuracy}
     measured["target_accuracy"] = cfg.target_accuracy
-    return Calibration(answer, 0.0, centroids, measured)
+    return Calibration(answer, 0.0, reference, measured)
 
 
 def _retrieval_threshold(directory: Path, cfg: AssistConfig, articles: list[Article], embed):

@@ -2,7 +2,8 @@
 
 `calibration/thresholds.json` holds the answer threshold for every in-scope score (so the
 score can be switched in assist.yaml without retraining), the retrieval threshold, and the
-validation figures they were chosen on; `calibration/centroids.npy` the intent centroids.
+validation figures they were chosen on; `calibration/centroids.npy` the intent centroids and
+`calibration/examples.npy` the training examples' unit embeddings (for the distance scores).
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from tuneforge.apps.assist.oos import Reference
 from tuneforge.errors import ArtifactError
 from tuneforge.paths import write_dir_atomically
 
-DIR, THRESHOLDS, CENTROIDS = "calibration", "thresholds.json", "centroids.npy"
+DIR, THRESHOLDS = "calibration", "thresholds.json"
+CENTROIDS, EXAMPLES = "centroids.npy", "examples.npy"
 
 
 @dataclass
@@ -24,15 +27,17 @@ class Calibration:
     # score kind → lowest score that gets an approved answer (None: target not reachable)
     answer: dict[str, float | None]
     retrieval: float  # lowest cosine similarity that gets an article
-    centroids: np.ndarray | None = None
+    reference: Reference | None = None
     measured: dict = field(default_factory=dict)  # validation figures behind the thresholds
 
     def save(self, directory: Path) -> Path:
         def write(tmp: Path) -> None:
             body = {"answer": self.answer, "retrieval": self.retrieval, "measured": self.measured}
             (tmp / THRESHOLDS).write_text(json.dumps(body, indent=1))
-            if self.centroids is not None:
-                np.save(tmp / CENTROIDS, self.centroids)
+            if self.reference is not None:
+                np.save(tmp / CENTROIDS, self.reference.centroids)
+                if self.reference.examples is not None:
+                    np.save(tmp / EXAMPLES, self.reference.examples)
 
         return write_dir_atomically(Path(directory) / DIR, write)
 
@@ -45,5 +50,8 @@ class Calibration:
                 f"Run `tuneforge assist train {directory}`."
             )
         body = json.loads((folder / THRESHOLDS).read_text())
-        centroids = np.load(folder / CENTROIDS) if (folder / CENTROIDS).exists() else None
-        return cls(body["answer"], body["retrieval"], centroids, body.get("measured", {}))
+        reference = None
+        if (folder / CENTROIDS).exists():
+            examples = np.load(folder / EXAMPLES) if (folder / EXAMPLES).exists() else None
+            reference = Reference(np.load(folder / CENTROIDS), examples)
+        return cls(body["answer"], body["retrieval"], reference, body.get("measured", {}))

@@ -5,6 +5,8 @@ never saw. For each fold a share of the intents is held out, a head is trained o
 embeddings of the others, and each score must tell held-out test questions (out of scope)
 from known ones (AUROC; FPR at the threshold that keeps 95% of in-scope questions).
 The encoder is frozen in the head method, so each text is embedded once, then cached.
+Retrieval is measured on the queries its threshold was calibrated on and, with
+`--retrieval-test`, on held-out queries that calibration never saw (the honest figure).
 """
 
 from __future__ import annotations
@@ -14,16 +16,17 @@ import os
 import platform
 import shlex
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from tuneforge.apps.assist.oos import SCORES, auroc, class_centroids, fpr_at_tpr, in_scope_score
-from tuneforge.apps.assist.retrieval import recall_at_k
+from tuneforge.apps.assist.oos import SCORES, Reference, auroc, fpr_at_tpr, in_scope_score
+from tuneforge.apps.assist.retrieval import Retriever, recall_at_k
 from tuneforge.data.dataset import TextDataset, load_data
-from tuneforge.errors import ConfigError
+from tuneforge.errors import ConfigError, DataError
 from tuneforge.methods.embedding_cache import texts_key
 from tuneforge.paths import cache_dir
 from tuneforge.training.progress import console
@@ -36,6 +39,7 @@ class EvalOptions:
     test: Path | None = None
     oos: list[str] = field(default_factory=list)  # NAME=TRAIN,TEST
     out_of_domain: Path | None = None  # messages the assistant should never answer
+    retrieval_test: Path | None = None  # held-out query,article,section rows
     folds: int = 5
     held_out: float = 0.25
     seed: int = 0
@@ -101,11 +105,11 @@ def leave_intents_out(
         known_tr, known_te = ~np.isin(y_train, list(unknown)), ~np.isin(y_test, list(unknown))
         clf = fit_head(x_train[known_tr], y_train[known_tr], opts.seed + fold)
         logits = clf.decision_function(x_test)
-        centroids = class_centroids(x_train[known_tr], list(y_train[known_tr]), list(clf.classes_))
+        reference = Reference.build(x_train[known_tr], list(y_train[known_tr]), list(clf.classes_))
         accuracy = np.mean(clf.predict(x_test[known_te]) == y_test[known_te])
         row = {"in_scope_accuracy": float(accuracy)}
         for kind in SCORES:
-            s = in_scope_score(kind, logits, x_test, centroids)
+            s = in_scope_score(kind, logits, x_test, reference)
             row[kind] = {
                 "auroc": auroc(s[known_te], s[~known_te]),
                 "fpr_at_95tpr": fpr_at_tpr(s[known_te], s[~known_te], 0.95),
@@ -170,8 +174,81 @@ def path_mix(assistant, texts: list[str]) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class RetrievalCase:
+    query: str
+    article: str
+    section: str  # the heading of the section that answers the query
+
+
+def load_retrieval_test(file: Path, retriever: Retriever) -> list[RetrievalCase]:
+    """Held-out query,article,section rows; each section must be one of the article's."""
+    from tuneforge.apps.assist.knowledge import load_retrieval_queries
+
+    pairs = load_retrieval_queries(file, retriever.articles)  # checks the articles exist
+    sections = load_data(file, "query", "section")
+    known: dict[str, set[str]] = {}
+    for chunk in retriever.chunks:
+        known.setdefault(chunk.article, set()).add(chunk.section)
+    for (_, article), section, line in zip(pairs, sections.labels, sections.lines, strict=True):
+        if section not in known[article]:
+            raise DataError(
+                f"{file} line {line}: {article} has no section '{section}'; its sections: "
+                + ", ".join(sorted(known[article]))
+            )
+    return [RetrievalCase(q, a, s) for (q, a), s in zip(pairs, sections.labels, strict=True)]
+
+
+def held_out_retrieval(assistant, cases: list[RetrievalCase]) -> dict:
+    """Recall@k of the right article, the right section at rank 1, the share of right articles
+    that clear the calibrated threshold, and the path the whole assistant takes."""
+    retriever, threshold = assistant.retriever, assistant.calibration.retrieval
+    ranks, right_section, cleared, paths, right_article = [], 0, 0, Counter(), 0
+    for case in cases:
+        hits = retriever.search(case.query, len(retriever.articles))
+        rank = [h.chunk.article for h in hits].index(case.article)
+        ranks.append(rank)
+        right_section += rank == 0 and hits[0].chunk.section == case.section
+        cleared += hits[rank].similarity >= threshold
+        reply = assistant.decide(case.query)
+        paths[reply.path] += 1
+        right_article += reply.path == "retrieval" and reply.sources[0]["article"] == case.article
+    n = max(len(cases), 1)
+    return {
+        "queries": len(cases),
+        **{f"recall@{k}": round(sum(r < k for r in ranks) / n, 4) for k in RECALL_K},
+        "section@1": round(right_section / n, 4),
+        "right_article_above_threshold": round(cleared / n, 4),
+        "paths": {p: round(paths[p] / n, 4) for p in ("answer", "retrieval", "handoff")},
+        "retrieval_path_right_article": (
+            round(right_article / paths["retrieval"], 4) if paths["retrieval"] else None
+        ),
+    }
+
+
+def retrieval_figures(assistant, directory: Path, cfg, opts: EvalOptions) -> dict:
+    from tuneforge.apps.assist.knowledge import load_retrieval_queries
+
+    retriever = assistant.retriever
+    result = {"chunks": len(retriever.chunks), "threshold": assistant.calibration.retrieval}
+    if cfg.retrieval_queries and (directory / cfg.retrieval_queries).exists():
+        queries = load_retrieval_queries(directory / cfg.retrieval_queries, retriever.articles)
+        result["calibration_queries"] = {
+            "file": cfg.retrieval_queries,
+            "queries": len(queries),
+            **{f"recall@{k}": round(recall_at_k(retriever, queries, k), 4) for k in RECALL_K},
+        }
+    if opts.retrieval_test:
+        console.print(f"[bold]held-out retrieval queries[/] in {opts.retrieval_test}")
+        cases = load_retrieval_test(opts.retrieval_test, retriever)
+        result["held_out"] = {"file": str(opts.retrieval_test)} | held_out_retrieval(
+            assistant, cases
+        )
+    return result
+
+
 def run_eval(directory: Path, opts: EvalOptions, out: Path | None = None) -> dict:
-    from tuneforge.apps.assist.knowledge import AssistConfig, load_retrieval_queries
+    from tuneforge.apps.assist.knowledge import AssistConfig
     from tuneforge.apps.assist.pipeline import Assistant
 
     directory = Path(directory)
@@ -195,13 +272,10 @@ def run_eval(directory: Path, opts: EvalOptions, out: Path | None = None) -> dic
         train, test = load_data(train_file), load_data(test_file)
         x_train, x_test = cached_embed(model, train.texts), cached_embed(model, test.texts)
         result["out_of_scope"][name] = leave_intents_out(x_train, train, x_test, test, opts)
-    if retriever and cfg.retrieval_queries and (directory / cfg.retrieval_queries).exists():
-        queries = load_retrieval_queries(directory / cfg.retrieval_queries, retriever.articles)
-        result["retrieval"] = {
-            "queries": len(queries),
-            "chunks": len(retriever.chunks),
-            **{f"recall@{k}": round(recall_at_k(retriever, queries, k), 4) for k in RECALL_K},
-        }
+    if retriever:
+        result["retrieval"] = retrieval_figures(assistant, directory, cfg, opts)
+    elif opts.retrieval_test:
+        raise ConfigError(f"--retrieval-test: {directory} has no articles to retrieve from.")
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(out.name + ".tmp")
@@ -261,7 +335,20 @@ def print_summary(result: dict) -> None:
             a, f = oos[kind]["auroc"], oos[kind]["fpr_at_95tpr"]
             table.add_row(kind, _pm(a), _pm(f))
         console.print(table)
-    if "retrieval" in result:
-        r = result["retrieval"]
-        recalls = ", ".join(f"{k} {v:.2f}" for k, v in r.items() if k.startswith("recall"))
-        console.print(f"retrieval over {r['chunks']} chunks, {r['queries']} queries: {recalls}")
+    retrieval = result.get("retrieval", {})
+    for key, what in (("calibration_queries", "calibration"), ("held_out", "held-out")):
+        if key in retrieval:
+            r = retrieval[key]
+            recalls = ", ".join(f"{k} {v:.2f}" for k, v in r.items() if k.startswith("recall"))
+            console.print(
+                f"retrieval over {retrieval['chunks']} chunks, {r['queries']} {what} queries: "
+                + recalls
+            )
+    if "held_out" in retrieval:
+        r = retrieval["held_out"]
+        console.print(
+            f"held-out queries: right section first {r['section@1']:.0%}, right article above "
+            f"the threshold {r['right_article_above_threshold']:.0%}; answered "
+            f"{r['paths']['answer']:.0%}, article {r['paths']['retrieval']:.0%} (right one: "
+            f"{r['retrieval_path_right_article']}), handed off {r['paths']['handoff']:.0%}"
+        )

@@ -16,7 +16,7 @@ import numpy as np
 
 from tuneforge.apps.assist.calibration import Calibration
 from tuneforge.apps.assist.knowledge import Answer, AssistConfig
-from tuneforge.apps.assist.oos import in_scope_score
+from tuneforge.apps.assist.oos import EMBEDDING_SCORES, in_scope_score
 from tuneforge.apps.assist.retrieval import Retriever
 from tuneforge.apps.assist.slots import extract_slots, fill
 from tuneforge.apps.assist.store import Store
@@ -79,7 +79,13 @@ class Assistant:
         from tuneforge.apps.assist.build import load_parts
 
         cfg, model, answers, articles, calibration = load_parts(Path(directory))
-        if calibration.answer.get(cfg.oos_score) is None:
+        if cfg.oos_score not in calibration.answer:
+            raise ConfigError(
+                f"oos_score '{cfg.oos_score}' in {directory}/assist.yaml was not calibrated: the "
+                f"assistant was trained by an older tuneforge. Run `tuneforge assist train "
+                f"{directory}` again."
+            )
+        if calibration.answer[cfg.oos_score] is None:
             raise ConfigError(
                 f"oos_score '{cfg.oos_score}' in {directory}/assist.yaml did not reach the target "
                 "accuracy on validation data; pick another score or retrain with a lower "
@@ -99,14 +105,20 @@ class Assistant:
     def intent_scores(self, texts: list[str]) -> tuple[list[str], np.ndarray]:
         """(predicted intent, in-scope score) per text, with the configured score."""
         logits = self.model.logits(texts)
-        embeddings = self.model.embed(texts) if self.score_kind == "centroid" else None
-        scores = in_scope_score(self.score_kind, logits, embeddings, self.calibration.centroids)
+        embeddings = self.model.embed(texts) if self.score_kind in EMBEDDING_SCORES else None
+        scores = in_scope_score(self.score_kind, logits, embeddings, self.calibration.reference)
         return [self.model.labels[i] for i in logits.argmax(axis=1)], scores
 
-    def respond(self, session_id: str, message: str) -> Reply:
+    def decide(self, message: str) -> Reply:
+        """The reply to `message`, without logging it or opening a ticket (e.g. to evaluate)."""
         masked = mask_pii(message)  # nothing downstream ever sees the raw message
         with self._lock:
-            reply = self._decide(masked)
+            return self._decide(masked)
+
+    def respond(self, session_id: str, message: str) -> Reply:
+        """The reply to `message`, logged in the store with a ticket when handed off."""
+        masked = mask_pii(message)
+        reply = self.decide(masked)  # masking twice changes nothing
         if self.store is not None:
             if reply.path == "handoff":
                 reason = (

@@ -2,16 +2,31 @@
 
 Only masked text is ever written: `Store` masks every text itself, whatever its caller did,
 so a raw card number or e-mail address cannot reach the database through a new code path.
+The schema is made and kept up to date by the Alembic migrations in `migrations/`: a change
+to the models below needs a new revision there.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
-from sqlalchemy import DateTime, Float, ForeignKey, String, Text, create_engine, select
+from sqlalchemy import (
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    create_engine,
+    select,
+)
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
+from tuneforge.apps.assist import migrations
 from tuneforge.serving.pii import mask_pii
 
 
@@ -52,6 +67,19 @@ class Ticket(Base):
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
     # The transcript is the conversation's (masked) messages, including any sent after hand-off.
     conversation: Mapped[Conversation] = relationship()
+    # One open ticket per conversation, even when two of its messages are handed off at once.
+    __table_args__ = (
+        Index(
+            "assist_one_open_ticket",
+            "conversation_id",
+            unique=True,
+            sqlite_where=status == "open",
+            postgresql_where=status == "open",
+        ),
+    )
+
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -68,9 +96,22 @@ class Store:
         sqlite = url.startswith("sqlite")
         # The API answers from a thread pool: SQLite connections must be shareable across it.
         self.engine = create_engine(
-            url, connect_args={"check_same_thread": False} if sqlite else {}
+            url, connect_args={"check_same_thread": False} if sqlite else {}, pool_pre_ping=True
         )
-        Base.metadata.create_all(self.engine)
+        migrations.upgrade(self.engine)  # a new database, or one an older tuneforge wrote
+
+    def _write(self, work: Callable[[Session], T]) -> T:
+        """`work` in a transaction, tried again once if a concurrent request of the same session
+        created the same conversation or open ticket first (a unique constraint fails): the
+        second try finds that row instead of adding its own."""
+        try:
+            return self._transaction(work)
+        except IntegrityError:
+            return self._transaction(work)
+
+    def _transaction(self, work: Callable[[Session], T]) -> T:
+        with Session(self.engine) as db, db.begin():
+            return work(db)
 
     def _conversation(self, db: Session, session_id: str) -> Conversation:
         conv = db.scalar(select(Conversation).where(Conversation.session_id == session_id))
@@ -89,7 +130,7 @@ class Store:
         confidence: float,
         intent: str | None,
     ) -> None:
-        with Session(self.engine) as db, db.begin():
+        def work(db: Session) -> None:
             conv = self._conversation(db, session_id)
             db.add(Message(conversation_id=conv.id, role="customer", text=mask_pii(customer_text)))
             db.add(
@@ -103,9 +144,12 @@ class Store:
                 )
             )
 
+        self._write(work)
+
     def open_ticket(self, session_id: str, reason: str) -> int:
         """The session's open ticket, else a new one: one ticket per conversation at a time."""
-        with Session(self.engine) as db, db.begin():
+
+        def work(db: Session) -> int:
             conv = self._conversation(db, session_id)
             ticket = db.scalar(
                 select(Ticket).where(Ticket.conversation_id == conv.id, Ticket.status == "open")
@@ -115,6 +159,8 @@ class Store:
                 db.add(ticket)
                 db.flush()
             return ticket.id
+
+        return self._write(work)
 
     def tickets(self, status: str | None = "open") -> list[TicketView]:
         with Session(self.engine) as db:
