@@ -111,3 +111,42 @@ def tiny_model_dir(tiny_bert, tiny_data, tmp_path_factory) -> Path:
         out=out,
     )
     return out
+
+
+# ---- PostgreSQL (the apps' storage tests) --------------------------------------------------
+PG_ENV = "TUNEFORGE_TEST_PG_URL"
+# .ci/setup-postgres.sh: Debian's local server, peer authentication over the Unix socket
+PG_DEFAULT_URL = "postgresql+psycopg:///tuneforge_test?host=/var/run/postgresql"
+
+
+@pytest.fixture
+def pg_schema():
+    """(URL whose connections default to a fresh schema, schema name); dropped afterwards, so
+    test runs sharing one server never see each other's rows. Skips, with the reason, when
+    there is no server: set $TUNEFORGE_TEST_PG_URL or run .ci/setup-postgres.sh."""
+    import secrets
+
+    pytest.importorskip("psycopg", reason="needs psycopg 3: pip install 'psycopg[binary]>=3.1'")
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    url = make_url(os.environ.get(PG_ENV) or PG_DEFAULT_URL)
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    admin = create_engine(url, connect_args={"connect_timeout": 5})
+    schema = f"tf_test_{secrets.token_hex(6)}"
+    try:
+        with admin.begin() as db:
+            db.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:  # no server, no role, no database: say which
+        admin.dispose()
+        where = url.render_as_string(hide_password=True)
+        pytest.skip(f"no PostgreSQL at {where} (set {PG_ENV} or run .ci/setup-postgres.sh): {exc}")
+    try:
+        # libpq `options`: every connection starts with this schema as its default
+        scoped = url.update_query_dict({"options": f"-csearch_path={schema}"})
+        yield scoped.render_as_string(hide_password=False), schema
+    finally:
+        with admin.begin() as db:
+            db.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

@@ -1,15 +1,12 @@
 """The assistant's store and pipeline on a real PostgreSQL server.
 
-Set TUNEFORGE_TEST_PG_URL=postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE to run them.
+The server: $TUNEFORGE_TEST_PG_URL, else the local one .ci/setup-postgres.sh starts (the
+`pg_schema` fixture in tests/conftest.py; skipped with the reason without one).
 Each test works in a schema of its own, created here and dropped afterwards, so test runs
 sharing one server (or one database with other apps' tables) never see each other's rows.
 """
 
 from __future__ import annotations
-
-import os
-import secrets
-from collections.abc import Iterator
 
 import pytest
 
@@ -19,42 +16,9 @@ from tuneforge.apps.assist.store import Store
 
 pytestmark = pytest.mark.integration
 
-PG_ENV = "TUNEFORGE_TEST_PG_URL"
 CARD = "4111 1111 1111 1111"
 EMAIL = "jane.doe@example.com"
 PHONE = "+44 20 7946 0958"
-
-
-@pytest.fixture
-def pg_schema() -> Iterator[tuple[str, str]]:
-    """(URL whose connections use a fresh schema, schema name); the schema is dropped after."""
-    raw = os.environ.get(PG_ENV)
-    if not raw:
-        pytest.skip(f"{PG_ENV} is not set (postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB)")
-    pytest.importorskip("psycopg", reason="needs psycopg 3: pip install 'psycopg[binary]>=3.1'")
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import OperationalError
-
-    url = make_url(raw)
-    admin = create_engine(url, connect_args={"connect_timeout": 5})
-    try:
-        admin.connect().close()
-    except OperationalError as exc:
-        admin.dispose()
-        where = url.render_as_string(hide_password=True)
-        pytest.skip(f"PostgreSQL at {where} does not answer: {exc.orig}")
-    schema = f"assist_test_{secrets.token_hex(6)}"
-    with admin.begin() as db:
-        db.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        # libpq `options`: every connection of the store starts with this schema as its default.
-        scoped = url.update_query_dict({"options": f"-csearch_path={schema}"})
-        yield scoped.render_as_string(hide_password=False), schema
-    finally:
-        with admin.begin() as db:
-            db.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def _rows_as_text(store: Store, schema: str) -> dict[str, list[str]]:

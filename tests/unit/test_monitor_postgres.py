@@ -6,36 +6,13 @@ Each run works in its own schema (dropped afterwards), so runs never see each ot
 
 from __future__ import annotations
 
-import os
-import uuid
-
 import pytest
 from monitor_fakes import fake_classifier, write_settings
 
-DEFAULT_URL = "postgresql:///tuneforge_test?host=/var/run/postgresql"
-
 
 @pytest.fixture
-def pg_url():
-    pytest.importorskip("psycopg", reason="needs psycopg: pip install 'tuneforge[monitor]'")
-    from sqlalchemy import text
-
-    from tuneforge.apps.monitor.store import make_engine
-
-    url = os.environ.get("TUNEFORGE_TEST_PG_URL") or DEFAULT_URL
-    admin = make_engine(url)
-    schema = f"tf_test_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except Exception as exc:  # no server, no role, no database: say which
-        admin.dispose()
-        pytest.skip(f"no PostgreSQL at {url.split('@')[-1]} (run .ci/setup-postgres.sh): {exc}")
-    separator = "&" if "?" in url else "?"
-    yield f"{url}{separator}options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+def pg_url(pg_schema):
+    return pg_schema[0]
 
 
 def test_monitor_on_postgresql(pg_url, tmp_path):
