@@ -34,6 +34,13 @@ class FewshotOptions(MethodOptions):
         2, ge=0, description="tune only the top k layers on cached lower outputs; 0 = all"
     )
     views_per_epoch: int = Field(3, ge=1, description="batches each example is in, per epoch")
+    min_steps: int = Field(
+        120,
+        ge=0,
+        description="at least this many steps however few the rows: with 8 examples of 6 "
+        "classes, epochs alone would give a dozen steps (setfit's default pair budget is of "
+        "this order of steps)",
+    )
     classes_per_batch: int = Field(16, ge=2)
     per_class: int = Field(4, ge=1, description="examples of each class in a batch")
     hard_negatives: int = Field(8, ge=0, description="confusable classes per class")
@@ -117,7 +124,7 @@ class FewshotMethod(Method):
                 seed=cfg.seed + epoch,
             )
 
-        total = max(1, math.ceil(cfg.epochs * len(epoch_batches(0))))
+        total = max(1, opts.min_steps, math.ceil(cfg.epochs * len(epoch_batches(0))))
         optimizer = torch.optim.AdamW(params, lr=self.lr(cfg), weight_decay=cfg.weight_decay)
         warmup = int(cfg.warmup_ratio * total)
         schedule = torch.optim.lr_scheduler.LambdaLR(
