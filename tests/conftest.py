@@ -150,3 +150,29 @@ def pg_schema():
         with admin.begin() as db:
             db.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+# ---- headless Chromium (browser tests): Debian's build, driven by Playwright ----------------
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+
+
+@pytest.fixture(scope="module")
+def playwright_api():
+    if not CHROMIUM.exists():
+        pytest.skip(f"needs {CHROMIUM}: run .ci/setup-browser.sh")
+    return pytest.importorskip(
+        "playwright.sync_api", reason="needs playwright: run .ci/setup-browser.sh"
+    )
+
+
+@pytest.fixture(scope="module")
+def launch_chromium(playwright_api):
+    """`launch_chromium(pw)`: a headless Chromium browser from a started `sync_playwright()`."""
+    return lambda pw: pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)

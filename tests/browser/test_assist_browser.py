@@ -18,7 +18,6 @@ import pytest
 
 from assist_fakes import FakeModel, bag_of_words, write_assistant
 
-CHROMIUM = Path("/usr/bin/chromium")
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 KEY = "browser-key-" + "z" * 24
 FAKE_MESSAGES = ["my card has not arrived", "what is the ATM fee", "tell me a joke"]
@@ -30,15 +29,6 @@ DEMO_MESSAGES = [
 ]
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def playwright_api():
-    if not CHROMIUM.exists():
-        pytest.skip(f"needs {CHROMIUM}: run .ci/setup-browser.sh")
-    return pytest.importorskip(
-        "playwright.sync_api", reason="needs playwright: run .ci/setup-browser.sh"
-    )
 
 
 def fake_assistant(root: Path):
@@ -97,20 +87,11 @@ def server(tmp_path_factory):
     thread.join(10)
 
 
-def test_chat_page_answers_retrieves_and_hands_off(playwright_api, server):
+def test_chat_page_answers_retrieves_and_hands_off(playwright_api, launch_chromium, server):
     url, messages, shot = server
     problems, remote = [], []
     with playwright_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-            ],
-        )
+        browser = launch_chromium(pw)
         try:
             page = browser.new_page(viewport={"width": 900, "height": 1000})
             page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)

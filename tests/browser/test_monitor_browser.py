@@ -18,27 +18,10 @@ import pytest
 
 from conftest import make_texts, write_csv
 
-CHROMIUM = Path("/usr/bin/chromium")
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 KEY = "browser-test-key-" + "y" * 24
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def playwright_api():
-    if not CHROMIUM.exists():
-        pytest.skip(f"needs {CHROMIUM}: run .ci/setup-browser.sh")
-    return pytest.importorskip(
-        "playwright.sync_api", reason="needs playwright: run .ci/setup-browser.sh"
-    )
 
 
 @pytest.fixture
@@ -67,7 +50,9 @@ def replay_setup(tiny_model_dir, tmp_path, monkeypatch):
     return home, file, tmp_path / "monitor.png"
 
 
-def test_dashboard_shows_trends_and_the_alert_during_a_replay(playwright_api, replay_setup):
+def test_dashboard_shows_trends_and_the_alert_during_a_replay(
+    playwright_api, launch_chromium, replay_setup
+):
     from tuneforge.apps.monitor.app import create_app
     from tuneforge.apps.monitor.home import open_monitor
     from tuneforge.apps.monitor.replay import plan_replay, read_labelled, run_replay
@@ -83,7 +68,7 @@ def test_dashboard_shows_trends_and_the_alert_during_a_replay(playwright_api, re
         replay.start()
         try:
             with playwright_api.sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+                browser = launch_chromium(pw)
                 page = browser.new_page(viewport={"width": 1400, "height": 1100})
                 page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
                 page.on("pageerror", lambda exc: problems.append(str(exc)))

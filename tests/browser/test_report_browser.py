@@ -13,22 +13,11 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 SECTIONS = ["summary", "per-class", "confusion", "calibration", "abstention", "errors"]
 SECTIONS += ["robustness", "data", "explanations", "training"]
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def playwright_api():
-    if not CHROMIUM.exists():
-        pytest.skip(f"needs {CHROMIUM}: run .ci/setup-browser.sh")
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="needs playwright: run .ci/setup-browser.sh"
-    )
-    return sync_api
 
 
 @pytest.fixture(scope="module")
@@ -52,20 +41,11 @@ def report_file(tiny_model_dir, tiny_data, tmp_path_factory) -> tuple[Path, Path
     return write_report(report, root / "report.html"), root / "report.png"
 
 
-def test_report_opens_offline_without_errors(playwright_api, report_file):
+def test_report_opens_offline_without_errors(playwright_api, launch_chromium, report_file):
     html, shot = report_file
     problems, remote = [], []
     with playwright_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-            ],
-        )
+        browser = launch_chromium(pw)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1400})
             page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tuneforge.apps.migrations import alembic_config
+from tuneforge.apps.migrations import current_revision as revision_of
+
 HERE = Path(__file__).resolve().parent
 VERSION_TABLE = "assist_alembic_version"
 TABLES = ("assist_conversations", "assist_messages", "assist_tickets")
@@ -25,22 +28,13 @@ def is_assist_table(name, type_, parent_names) -> bool:
     return type_ != "table" or name.startswith("assist_")
 
 
-def _config(connection):
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", str(HERE))
-    config.attributes["connection"] = connection
-    return config
-
-
 def upgrade(engine, revision: str = "head") -> None:
     """Migrate the database behind `engine` to `revision` (default: the newest)."""
     from alembic import command
     from sqlalchemy import inspect
 
     with engine.begin() as connection:
-        config = _config(connection)
+        config = alembic_config(HERE, connection)
         if current_revision(connection) is None and inspect(connection).has_table(TABLES[0]):
             # A log written before the migrations: its tables are the baseline revision's.
             command.stamp(config, BASELINE)
@@ -48,7 +42,4 @@ def upgrade(engine, revision: str = "head") -> None:
 
 
 def current_revision(connection) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
-    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
-    return context.get_current_revision()
+    return revision_of(connection, VERSION_TABLE)

@@ -9,16 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tuneforge.apps.migrations import alembic_config
+from tuneforge.apps.migrations import current_revision as revision_of
+
 HERE = Path(__file__).resolve().parent
-
-
-def _config(connection):
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", str(HERE))
-    config.attributes["connection"] = connection
-    return config
 
 
 def upgrade(engine, revision: str = "head") -> None:
@@ -26,11 +20,9 @@ def upgrade(engine, revision: str = "head") -> None:
     from alembic import command
 
     with engine.begin() as connection:
-        command.upgrade(_config(connection), revision)
+        command.upgrade(alembic_config(HERE, connection), revision)
 
 
 def current_revision(engine) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        return revision_of(connection)
