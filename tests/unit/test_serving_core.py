@@ -215,3 +215,18 @@ def test_accepted_requests_are_answered_within_the_delay_bound():
     latencies = [r for r in results if isinstance(r, float)]
     assert 0 < len(latencies) < len(results)
     assert max(latencies) < 0.2 + 0.1, max(latencies)  # bound + one pass of estimation error
+
+
+def test_servers_require_keys_unless_told_otherwise(tmp_path, monkeypatch):
+    from tuneforge.errors import ConfigError
+    from tuneforge.serving.auth import server_keys
+
+    monkeypatch.delenv("TUNEFORGE_API_KEYS", raising=False)
+    with pytest.raises(ConfigError, match="No API keys"):
+        server_keys(None, insecure_no_auth=False)
+    assert server_keys(None, insecure_no_auth=True) is None
+    keys = tmp_path / "keys.txt"
+    keys.write_text("# team keys\n" + "f" * 20 + "\n")
+    monkeypatch.setenv("TUNEFORGE_API_KEYS", "e" * 20)
+    assert server_keys(keys, insecure_no_auth=False) == ["f" * 20, "e" * 20]
+    assert server_keys(keys, insecure_no_auth=True) is None  # explicit: keys are ignored

@@ -55,14 +55,3 @@ def test_ray_deployment_serves_every_protocol_with_auth(ray_server, tiny_model_d
         f"{ray_server}/v1/models/tiny/predict", json={"texts": ["x"] * 10_000}, headers=auth
     )
     assert too_many.status_code in (413, 422)
-
-
-def test_cli_explains_how_to_get_ray_when_flag_used_without_keys(tiny_model_dir):
-    from typer.testing import CliRunner
-
-    from tuneforge.cli.app import _register, app
-
-    _register()
-    result = CliRunner().invoke(app, ["serve", str(tiny_model_dir), "--ray"], env={})
-    assert result.exit_code != 0
-    assert "API keys" in str(result.exception) or "API keys" in result.output

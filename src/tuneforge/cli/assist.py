@@ -89,17 +89,11 @@ def serve(
     from tuneforge.apps.assist.api import build_app
     from tuneforge.apps.assist.knowledge import AssistConfig
     from tuneforge.apps.assist.pipeline import Assistant, open_store
-    from tuneforge.errors import ConfigError
-    from tuneforge.serving.auth import read_keys
+    from tuneforge.serving.auth import server_keys
     from tuneforge.serving.limits import Limits
     from tuneforge.serving.logs import setup_logging
 
-    keys = read_keys(api_key_file, "TUNEFORGE_API_KEYS")
-    if not keys and not insecure_no_auth:
-        raise ConfigError(
-            "No API keys: pass --api-key-file FILE or set TUNEFORGE_API_KEYS "
-            "(or --insecure-no-auth for a local experiment)."
-        )
+    keys = server_keys(api_key_file, insecure_no_auth)
     store = open_store(directory, AssistConfig.load(directory), database)
     limits = Limits(
         max_body_bytes=16 * 1024,
@@ -111,7 +105,7 @@ def serve(
     )
     app = build_app(
         Assistant.load(directory, store),
-        api_keys=None if insecure_no_auth else keys,
+        api_keys=keys,
         limits=limits,
     )
     setup_logging()

@@ -108,20 +108,14 @@ def serve(
     """Serve the dashboard, the JSON API and POST /ingest (API keys required)."""
     from tuneforge.apps.monitor.app import serve as run
     from tuneforge.apps.monitor.home import open_monitor
-    from tuneforge.errors import ConfigError
-    from tuneforge.serving.auth import read_keys
+    from tuneforge.serving.auth import server_keys
 
-    keys = read_keys(api_key_file, "TUNEFORGE_API_KEYS")
-    if not keys and not insecure_no_auth:
-        raise ConfigError(
-            "No API keys: pass --api-key-file FILE or set TUNEFORGE_API_KEYS "
-            "(or --insecure-no-auth for a local experiment)."
-        )
+    keys = server_keys(api_key_file, insecure_no_auth)
     _logging()
     monitor = open_monitor(home)
     typer.echo(f"Dashboard on http://{host}:{port}/", err=True)
     try:
-        run(monitor, None if insecure_no_auth else keys, host, port)
+        run(monitor, keys, host, port)
     finally:
         monitor.close()
 

@@ -47,23 +47,17 @@ def serve(
     ),
 ) -> None:
     """Serve one or more models over HTTP, with API keys, limits, batching and metrics."""
-    from tuneforge.errors import ConfigError
-    from tuneforge.serving.auth import read_keys
+    from tuneforge.serving.auth import read_keys, server_keys
     from tuneforge.serving.limits import Limits
     from tuneforge.serving.models import BatchSettings
     from tuneforge.serving.server import ServeOptions, parse_model_specs
     from tuneforge.serving.server import serve as run_server
 
-    api_keys = read_keys(api_key_file, "TUNEFORGE_API_KEYS")
-    if not api_keys and not insecure_no_auth:
-        raise ConfigError(
-            "No API keys: pass --api-key-file FILE or set TUNEFORGE_API_KEYS "
-            "(or --insecure-no-auth for a local experiment)."
-        )
+    api_keys = server_keys(api_key_file, insecure_no_auth)
     options = ServeOptions(
         host=host,
         port=port,
-        api_keys=None if insecure_no_auth else api_keys,
+        api_keys=api_keys,
         admin_keys=read_keys(admin_key_file, "TUNEFORGE_ADMIN_KEYS"),
         limits=Limits(
             max_body_bytes=max_body_bytes,

@@ -59,6 +59,20 @@ def read_keys(file: Path | None, env_var: str) -> list[str]:
     return keys
 
 
+def server_keys(file: Path | None, insecure_no_auth: bool) -> list[str] | None:
+    """The API keys a server requires (--api-key-file and $TUNEFORGE_API_KEYS); None means no
+    authentication, which only an explicit --insecure-no-auth gives."""
+    keys = read_keys(file, "TUNEFORGE_API_KEYS")
+    if insecure_no_auth:
+        return None
+    if not keys:
+        raise ConfigError(
+            "No API keys: pass --api-key-file FILE or set TUNEFORGE_API_KEYS "
+            "(or --insecure-no-auth for a local experiment)."
+        )
+    return keys
+
+
 def bearer(headers: list[tuple[bytes, bytes]]) -> str | None:
     for name, value in headers:
         if name == b"authorization":
