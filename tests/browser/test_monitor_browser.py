@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import make_texts, write_csv
+from monitor_fakes import write_tiny_model_home
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 KEY = "browser-test-key-" + "y" * 24
@@ -27,9 +28,7 @@ pytestmark = pytest.mark.browser
 @pytest.fixture
 def replay_setup(tiny_model_dir, tmp_path, monkeypatch):
     """(monitor home, labelled replay file, screenshot path)."""
-    from tuneforge.apps.monitor.entities import DEFAULT_WATCHLIST
     from tuneforge.apps.monitor.sentiment import DEMO_REPLAY
-    from tuneforge.apps.monitor.settings import MonitorSettings
 
     monkeypatch.setenv("TUNEFORGE_MONITOR_DB", f"sqlite:///{tmp_path}/browser.db")
     given = os.environ.get("TUNEFORGE_MONITOR_HOME")
@@ -37,15 +36,7 @@ def replay_setup(tiny_model_dir, tmp_path, monkeypatch):
         DOCS.mkdir(exist_ok=True)
         return Path(given), DEMO_REPLAY, DOCS / "monitor.png"
     home = tmp_path / "home"
-    home.mkdir()
-    (home / "watchlist.yaml").write_text(DEFAULT_WATCHLIST.read_text())
-    MonitorSettings(
-        home=home,
-        sentiment_model=str(tiny_model_dir),
-        topic_model=None,
-        negative_labels=["card"],
-        positive_labels=["refund"],
-    ).save()
+    write_tiny_model_home(home, tiny_model_dir)
     file = write_csv(tmp_path / "replay.csv", make_texts(300, seed=3))
     return home, file, tmp_path / "monitor.png"
 

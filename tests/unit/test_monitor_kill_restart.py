@@ -16,8 +16,7 @@ from sqlalchemy.exc import OperationalError
 
 import tuneforge
 from conftest import make_texts, write_csv
-from tuneforge.apps.monitor.entities import DEFAULT_WATCHLIST
-from tuneforge.apps.monitor.settings import MonitorSettings
+from monitor_fakes import write_tiny_model_home
 
 SRC = str(Path(tuneforge.__file__).resolve().parents[1])
 
@@ -52,16 +51,7 @@ def stored(db: Path) -> tuple[int, int]:
 @pytest.mark.slow  # two CLI start-ups (torch import) take ~40 s on the 2-core CI machine
 def test_sigkill_mid_ingest_then_restart_loses_and_duplicates_nothing(tiny_model_dir, tmp_path):
     home = tmp_path / "home"
-    home.mkdir()
-    (home / "watchlist.yaml").write_text(DEFAULT_WATCHLIST.read_text())
-    MonitorSettings(
-        home=home,
-        sentiment_model=str(tiny_model_dir),
-        topic_model=None,
-        negative_labels=["card"],
-        positive_labels=["refund"],
-        batch_size=16,
-    ).save()
+    write_tiny_model_home(home, tiny_model_dir, batch_size=16)
     rows = make_texts(1000, seed=5)  # 3,000 rows, some texts repeated: ids are content hashes
     file = write_csv(tmp_path / "posts.csv", rows)
     expected = len({text for text, _ in rows})

@@ -54,3 +54,15 @@ def write_settings(home: Path, database: str | None = None, **extra) -> None:
         settings.database = database
     (home / "watchlist.yaml").write_text(DEFAULT_WATCHLIST.read_text())
     settings.save()
+
+
+def write_tiny_model_home(home: Path, model_dir: Path, **extra) -> None:
+    """A monitor home on the tiny test model: label "card" plays negative, "refund" positive."""
+    write_settings(
+        home,
+        sentiment_model=str(model_dir),
+        topic_model=None,
+        negative_labels=["card"],
+        positive_labels=["refund"],
+        **extra,
+    )
