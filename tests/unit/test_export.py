@@ -63,7 +63,7 @@ def test_gate_needs_validation_data(tuned, tmp_path):
         export_model(tuned.path, tmp_path / "x")
 
 
-def test_prune_and_distil(tuned, tiny_data, tmp_path):
+def test_prune_and_retune_on_labelled_data(tuned, tiny_data, tmp_path):
     report = export_model(
         tuned.path,
         tmp_path / "pruned",
@@ -73,12 +73,56 @@ def test_prune_and_distil(tuned, tiny_data, tmp_path):
         val=tiny_data["test"],
         force=True,
     )
-    assert report.distillation["steps"] > 0
-    assert report.distillation["loss_last"] < report.distillation["loss_first"]
+    d = report.distillation
+    assert d["labelled"] and d["steps"] == d["planned_steps"] > 0
+    assert d["loss_last"] < d["loss_first"]
     pruned = tuneforge.TunedModel.load(tmp_path / "pruned")
     assert len(pruned.predict(["refund my money"])) == 1
+    saved = yaml.safe_load((tmp_path / "pruned" / "tuneforge.yaml").read_text())
+    assert saved["export"]["prune_layers"] == 1 and saved["export"]["distillation"]["steps"] > 0
     # The source model is untouched by pruning.
     assert tuned.runtime.classifier.encoder.config.num_hidden_layers == 2
+
+
+def test_prune_retunes_on_texts_alone_within_the_time_cap(tuned, tiny_data, tmp_path):
+    import pandas as pd
+
+    texts_only = tmp_path / "texts.csv"
+    pd.read_csv(tiny_data["train"])[["text"]].to_csv(texts_only, index=False)
+    report = export_model(
+        tuned.path,
+        tmp_path / "p",
+        prune_layers=1,
+        distil_data=texts_only,
+        distil_seconds=0,
+        skip_gate=True,
+    )
+    assert not report.distillation["labelled"]
+    assert report.distillation["steps"] == 1 < report.distillation["planned_steps"]
+
+
+def test_pruning_keeps_a_spread_of_layers_with_the_first_and_last():
+    from tuneforge.export.prune import kept_layers
+
+    assert kept_layers(6, 2) == [0, 2, 3, 5]
+    assert kept_layers(12, 6) == [0, 2, 4, 7, 9, 11]
+    assert kept_layers(2, 1) == [0]
+    with pytest.raises(ConfigError, match="at most 5"):
+        kept_layers(6, 6)
+
+
+def test_retune_labels_must_be_the_models(tuned, tmp_path):
+    import torch
+
+    from tuneforge.export.prune import label_targets
+
+    names = tuned.labels
+    assert torch.equal(label_targets([names[1], names[0]], names, False, "f"), torch.tensor([1, 0]))
+    hot = label_targets([[names[0], names[1]], []], names, True, "f")
+    assert hot.tolist()[0][:2] == [1.0, 1.0] and hot[1].sum() == 0
+    assert label_targets(None, names, False, "f") is None
+    with pytest.raises(ConfigError, match=r"train\.csv: labels the model does not know: nope"):
+        label_targets(["nope"], names, False, "train.csv")
 
 
 def test_prune_rejects_removing_every_layer(tuned, tiny_data, tmp_path):

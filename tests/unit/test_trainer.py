@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import tuneforge
-from tuneforge.training.batching import length_grouped_batches
+from tuneforge.training.batching import length_grouped_batches, sorted_batches
 
 FAST = dict(batch_size=8, early_stopping=0, progress=False, lr=3e-3, method="full")
 
@@ -73,6 +73,19 @@ def test_length_grouped_batches_are_deterministic_and_complete():
     assert sorted(i for b in a for i in b) == list(range(1000))
     spread = np.mean([np.ptp([lengths[i] for i in b]) for b in a])
     assert spread < 20  # batches group similar lengths: little padding
+
+
+def test_sorted_batches_keep_the_padded_token_budget():
+    lengths = [3] * 40 + [50, 120, 7, 7]
+    batches = sorted_batches(lengths, 16, max_tokens=64)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for b in batches:
+        assert len(b) <= 16
+        # over budget only when one text alone is longer than the budget
+        assert len(b) * max(lengths[i] for i in b) <= 64 or len(b) == 1
+    assert [40] in batches and [41] in batches  # the 50- and 120-token texts ride alone
+    assert sorted_batches(lengths, 16) == sorted_batches(lengths, 16, max_tokens=None)
+    assert max(len(b) for b in sorted_batches(lengths, 16)) == 16
 
 
 def test_class_weights_for_imbalanced_data():

@@ -20,13 +20,17 @@ def export(
     model_dir: Path = typer.Argument(..., help="Model directory from `tuneforge train`."),
     out: Path = typer.Option(..., "--out", "-o", help="Directory for the exported model."),
     quantize: str | None = typer.Option(None, help="'int8': dynamic int8 quantization."),
-    prune_layers: int = typer.Option(0, help="Drop this many top encoder layers, then distil."),
+    prune_layers: int = typer.Option(
+        0, help="Drop this many encoder layers (evenly spread), then re-tune from the original."
+    ),
     val: Path | None = typer.Option(None, help="Labelled validation file for the accuracy gate."),
     max_loss: float = typer.Option(0.5, help="Largest accuracy loss allowed, in points."),
     force: bool = typer.Option(False, "--force", help="Write even if the gate fails."),
     skip_gate: bool = typer.Option(False, "--skip-gate", help="Export without --val."),
-    distil_data: Path | None = typer.Option(None, help="Texts to distil a pruned model on."),
-    distil_seconds: float = typer.Option(120.0, help="Time budget of the distillation."),
+    distil_data: Path | None = typer.Option(
+        None, help="Data to re-tune a pruned model on (training file; labels used if present)."
+    ),
+    distil_seconds: float = typer.Option(900.0, help="Time cap of the re-tune (3 epochs)."),
     text_col: str | None = typer.Option(None),
     label_col: str | None = typer.Option(None),
     no_fuse: bool = typer.Option(False, "--no-fuse", help="Skip onnxruntime op fusion."),

@@ -54,12 +54,13 @@ def export_model(
     skip_gate: bool = False,
     fuse: bool = True,
     distil_data: str | Path | None = None,
-    distil_seconds: float = 120.0,
+    distil_seconds: float = 900.0,
 ) -> ExportReport:
     """Export `model` (a `TunedModel` or its directory) to `out` as an ONNX artifact.
 
-    quantize: None or "int8" (dynamic quantization). prune_layers: drop that many top encoder
-    layers, then distil from the original on `distil_data` texts for up to `distil_seconds`.
+    quantize: None or "int8" (dynamic quantization). prune_layers: drop that many encoder layers,
+    then re-tune from the original on `distil_data` (its labels too, when it has them) for
+    3 epochs or `distil_seconds`, whichever comes first.
     val: labelled data for the accuracy gate (required unless `skip_gate`).
     """
     from tuneforge.data.dataset import load_data
@@ -72,11 +73,19 @@ def export_model(
         val_ds = load_data(val, text_col, label_col, multi_label=source.config.multi_label or None)
     classifier, distillation = source.runtime.classifier, {}
     if prune_layers:
-        from tuneforge.export.prune import distil, prune_top_layers
+        from tuneforge.export.prune import distil, label_targets
+        from tuneforge.export.prune import prune_layers as prune
 
-        texts = load_data(distil_data, text_col, require_labels=False).texts
-        classifier = prune_top_layers(classifier, prune_layers)
-        distillation = distil(classifier, source, texts, max_seconds=distil_seconds)
+        data = load_data(
+            distil_data,
+            text_col,
+            label_col,
+            require_labels=False,
+            multi_label=source.config.multi_label or None,
+        )
+        targets = label_targets(data.labels, source.labels, source.config.multi_label, data.source)
+        classifier = prune(classifier, prune_layers)
+        distillation = distil(classifier, source, data.texts, targets, max_seconds=distil_seconds)
     report = ExportReport(str(out), quantize, prune_layers, False, 0.0, distillation=distillation)
 
     def write(tmp: Path) -> None:
@@ -109,8 +118,8 @@ def _check_args(source, quantize, prune_layers, val, skip_gate, distil_data) -> 
         raise ConfigError("--prune-layers must be >= 0.")
     if prune_layers and distil_data is None:
         raise ConfigError(
-            "A pruned model is re-tuned by distillation from the original: pass "
-            "--distil-data FILE (texts, e.g. the training file; labels are not needed)."
+            "A pruned model is re-tuned from the original: pass --distil-data FILE (the "
+            "training file is best: its labels are used too; texts alone also work)."
         )
 
 
