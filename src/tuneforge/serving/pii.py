@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from functools import lru_cache
 
 EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
 IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30}\b")
@@ -81,6 +82,17 @@ def _phone_or_keep(m: re.Match) -> str:
     return MASKS["phone"]
 
 
+@lru_cache(maxsize=8192)
+def _mask_short(text: str) -> str:
+    return mask_pii(text)
+
+
+def mask_for_log(text: str) -> str:
+    """`mask_pii`, memoized for short strings: access-log lines repeat (same method, path,
+    model, client), and the regexes cost ~0.2 ms a record, a fifth of a core at 750 req/s."""
+    return _mask_short(text) if len(text) <= 512 else mask_pii(text)
+
+
 class PiiLogFilter(logging.Filter):
     """Rewrites each record's message with personal data masked (attach to handlers)."""
 
@@ -89,7 +101,7 @@ class PiiLogFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # a malformed record: let logging report it as usual
             return True
-        record.msg, record.args = mask_pii(message), None
+        record.msg, record.args = mask_for_log(message), None
         for key in ("json_fields",):
             fields = getattr(record, key, None)
             if isinstance(fields, dict):
@@ -99,7 +111,7 @@ class PiiLogFilter(logging.Filter):
 
 def _mask_fields(value):
     if isinstance(value, str):
-        return mask_pii(value)
+        return mask_for_log(value)
     if isinstance(value, dict):
         return {k: _mask_fields(v) for k, v in value.items()}
     if isinstance(value, list):
