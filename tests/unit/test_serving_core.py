@@ -175,6 +175,24 @@ def test_inflight_bound_sheds_before_parsing(tmp_path):
     assert codes.count(200) == 3 and codes.count(503) == 9
 
 
+def test_a_lagging_event_loop_sheds_new_requests(tmp_path):
+    """When the loop itself runs late (a flood of connections to parse and refuse), new
+    requests get 503 at once; once the loop catches up they are served again."""
+    app = fake_app(tmp_path, FakeModel(), BatchSettings(max_batch=4), Limits(rate_per_second=0))
+
+    async def scenario():
+        first = await _post_many(app, 1, ["a"])  # starts the lag monitor
+        time.sleep(0.3)  # the loop is blocked: its 10 ms timer fires 300 ms late
+        await asyncio.sleep(0.02)
+        during = await _post_many(app, 3, ["b"])
+        await asyncio.sleep(0.6)  # six half-lives: the lag estimate has decayed
+        after = await _post_many(app, 1, ["c"])
+        return first + during + after
+
+    codes = [r.status_code for r in asyncio.run(scenario())]
+    assert codes == [200, 503, 503, 503, 200]
+
+
 def test_expected_delay_bound_refuses_early():
     async def scenario():
         batcher = MicroBatcher(

@@ -6,6 +6,7 @@ past it); the rate limit is a token bucket per API key (per client address witho
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
@@ -117,21 +118,51 @@ class RateLimitMiddleware:
         return await self.app(scope, receive, send)
 
 
+class LoopLag:
+    """How late the event loop runs a short timer: fast to rise, decaying with a 100 ms
+    half-life. Under a flood the loop itself becomes the queue (parsing, rejecting, writing
+    answers), and a request accepted then is answered late whatever the model's queue says."""
+
+    def __init__(self, tick: float = 0.01, half_life: float = 0.1) -> None:
+        self.tick, self.half_life = tick, half_life
+        self.seconds = 0.0
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(self.tick)
+            elapsed = loop.time() - before
+            decayed = self.seconds * 0.5 ** (elapsed / self.half_life)
+            self.seconds = max(elapsed - self.tick, decayed)
+
+
 class AdmissionMiddleware:
-    """Sheds load before any parsing: beyond `max_inflight` concurrent requests, 503 at once.
+    """Sheds load before any parsing: 503 at once beyond `max_inflight` concurrent requests, or
+    while the event loop runs more than `max_loop_lag` seconds late.
 
     The batcher's own admission only sees requests that got as far as the model; under a flood
-    the event loop itself becomes the queue, and this bound keeps that queue short.
+    the event loop itself becomes the queue, and these two bounds keep that queue short.
     """
 
-    def __init__(self, app, max_inflight: int, open_paths: tuple[str, ...]) -> None:
+    def __init__(
+        self, app, max_inflight: int, open_paths: tuple[str, ...], max_loop_lag: float = 0.1
+    ) -> None:
         self.app, self.max_inflight, self.open_paths = app, max_inflight, open_paths
+        self.max_loop_lag = max_loop_lag
         self.inflight = 0
+        self.lag = LoopLag()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or not self.max_inflight or scope["path"] in self.open_paths:
             return await self.app(scope, receive, send)
-        if self.inflight >= self.max_inflight:
+        self.lag.start()
+        if self.inflight >= self.max_inflight or self.lag.seconds > self.max_loop_lag:
             return await send_json(
                 send,
                 503,
