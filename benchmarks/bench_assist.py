@@ -34,7 +34,8 @@ def data_file(name: str, split: str) -> Path:
 
 def main() -> None:
     from tuneforge.apps.assist.build import demo_dir, init_assistant, train_assistant
-    from tuneforge.apps.assist.evaluate import EvalOptions, print_summary, run_eval, run_header
+    from tuneforge.apps.assist.evaluate import EvalOptions, print_summary, run_eval
+    from tuneforge.evaluation.provenance import run_header
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", type=Path, default=ROOT / "runs" / "assist-bench")
@@ -61,7 +62,6 @@ def main() -> None:
         folds=args.folds,
     )
     result = run_header() | {
-        "command": "python " + " ".join(sys.argv),
         "benchmark": "assist: intent answer / retrieval / hand-off assistant on banking77",
         "demo": run_eval(demo, demo_opts),
         "full_banking77_train": run_eval(

@@ -15,13 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+
+from tuneforge.evaluation.provenance import run_header
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "banking77" / "converted" / "test.csv"
@@ -104,6 +104,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     os.environ["TUNEFORGE_ORT_THREADS"] = str(args.threads)
     texts = pd.read_csv(args.texts)["text"].astype(str).tolist()
+    header = run_header(threads=args.threads)  # before we load the machine
     rng = np.random.default_rng(0)
     texts = [texts[i] for i in rng.permutation(len(texts))]
     # Engines take turns for `rounds` rounds and each keeps its best round: on a shared machine
@@ -137,15 +138,7 @@ def main() -> None:
         }
     result = {
         "benchmark": "export: ONNX/int8/pruned vs PyTorch fp32, banking77 test texts",
-        "command": "python " + " ".join(sys.argv),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(),
-            "threads": args.threads,
-            "note": "2 CPU cores shared with other jobs: figures are noisy, ratios less so",
-        },
+        **header,
         "model": str(args.model),
         "texts": str(args.texts),
         "results": rows,

@@ -13,15 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from tuneforge.evaluation.provenance import run_header
 
 ROOT = Path(__file__).resolve().parents[1]
 VALIDATION = ROOT.parent / "shared/data/twitter_financial_news_sentiment/converted/validation.csv"
@@ -154,7 +153,7 @@ def main() -> None:
     from tuneforge.tuned_model import TunedModel
 
     torch.set_num_threads(args.threads)
-    load = [round(x, 2) for x in os.getloadavg()]
+    header = run_header(torch_threads=args.threads)  # before we load the machine
     trained = not (args.home / "models" / "sentiment").exists()
     start = time.perf_counter()
     settings = init_home(args.home)  # trains the demo model on the first run only
@@ -170,15 +169,7 @@ def main() -> None:
         "benchmark": "monitor: ingest + classify throughput, demo model accuracy, surge "
         "detection delay on the replay (6 items/data-minute, 5-minute windows, burst of 30 "
         "data-minutes with 80% of items drawn from bearish rows)",
-        "command": "python " + " ".join(sys.argv),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "torch_threads": args.threads,
-            "load_average_at_start": load,
-            "note": "2 CPU cores shared with other jobs (load average above 2: figures are low)",
-        },
+        **header,
         "init": {"seconds": init_seconds, "trained_the_model": trained},
         "model": {"method": "head", "base": "minilm", "train_rows": 1500, "validation": acc},
         "throughput": speed,

@@ -15,16 +15,16 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+
+from tuneforge.evaluation.provenance import run_header
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "banking77" / "converted" / "test.csv"
@@ -266,6 +266,10 @@ def main() -> None:
     import pandas as pd
 
     texts = pd.read_csv(DATA)["text"].astype(str).tolist()
+    header = run_header(
+        threads_per_server=args.threads,
+        note="2 CPU cores shared by the server and the load generator",
+    )  # before we load the machine
     env = {
         **os.environ,
         "TUNEFORGE_API_KEYS": KEY,
@@ -313,14 +317,7 @@ def main() -> None:
     result = {
         "benchmark": "serve: tuneforge serve (onnx int8, micro-batching) vs naive FastAPI + "
         "transformers pipeline (fp32, one forward per request), banking77 texts, 1 text/request",
-        "command": "python " + " ".join(sys.argv),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "threads_per_server": args.threads,
-            "note": "2 CPU cores shared with other jobs and with the load generator",
-        },
+        **header,
         "servers": [naive, tf],
         "speedup_at_concurrency_64": speedup,
         "overload_at_4x_capacity": overload | {"capacity_req_per_s": capacity},

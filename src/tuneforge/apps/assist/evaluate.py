@@ -13,12 +13,8 @@ from __future__ import annotations
 
 import json
 import os
-import platform
-import shlex
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +23,7 @@ from tuneforge.apps.assist.oos import SCORES, Reference, auroc, fpr_at_tpr, in_s
 from tuneforge.apps.assist.retrieval import Retriever, recall_at_k
 from tuneforge.data.dataset import TextDataset, load_data
 from tuneforge.errors import ConfigError, DataError
+from tuneforge.evaluation.provenance import run_header
 from tuneforge.methods.embedding_cache import texts_key
 from tuneforge.paths import cache_dir
 from tuneforge.training.progress import console
@@ -254,7 +251,10 @@ def run_eval(directory: Path, opts: EvalOptions, out: Path | None = None) -> dic
     directory = Path(directory)
     assistant, cfg = Assistant.load(directory), AssistConfig.load(directory)
     model, calibration, retriever = assistant.model, assistant.calibration, assistant.retriever
-    result = run_header() | {"assistant": str(directory), "score_kind": cfg.oos_score}
+    result = run_header("tuneforge", torch_threads=_torch_threads()) | {
+        "assistant": str(directory),
+        "score_kind": cfg.oos_score,
+    }
     result["thresholds"] = {"answer": calibration.answer, "retrieval": calibration.retrieval}
     if opts.test:
         console.print(f"[bold]intent accuracy[/] on {opts.test}")
@@ -282,19 +282,6 @@ def run_eval(directory: Path, opts: EvalOptions, out: Path | None = None) -> dic
         tmp.write_text(json.dumps(result, indent=1))
         os.replace(tmp, out)
     return result
-
-
-def run_header() -> dict:
-    """Command, date and machine: what a figure needs to be reproduced and compared."""
-    return {
-        "command": " ".join(shlex.quote(a) for a in ["tuneforge", *sys.argv[1:]]),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "torch_threads": _torch_threads(),
-        },
-    }
 
 
 def _torch_threads() -> int:
