@@ -114,8 +114,9 @@ def distil(
         keep = np.sort(rng.choice(len(texts), max_texts, replace=False))
         texts = [texts[i] for i in keep]
         targets = None if targets is None else targets[torch.as_tensor(keep)]
-    t_logits = torch.as_tensor(teacher.logits(texts))
     t_embed = torch.as_tensor(teacher.embed(texts))
+    with torch.no_grad():  # logits = head(embedding): one encoder pass, not two
+        t_logits = teacher.runtime.classifier.head(t_embed).float()
     multi, cfg = teacher.config.multi_label, teacher.config
     batches = list(token_batches(teacher.tokenizer, texts, cfg.max_length, batch_size))
     total = epochs * len(batches)
