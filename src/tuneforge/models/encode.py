@@ -8,10 +8,10 @@ import torch
 
 from tuneforge.training.batching import pad_token_batch, sorted_batches
 
-# Padded tokens per inference batch: small enough that a long text does not make a batch of
-# short ones pay for its length, large enough to keep matrix products efficient (measured best
-# of 64–512 on banking77 for int8 ONNX and fp32 PyTorch; see `sorted_batches`).
-INFERENCE_MAX_TOKENS = 256
+# Padded tokens per batch (inference, and few-shot training steps): small enough that a long
+# text does not make a batch of short ones pay for its length, large enough to keep matrix
+# products efficient (best of 64–512 on banking77, int8 ONNX and fp32; see `sorted_batches`).
+MAX_PADDED_TOKENS = 256
 
 
 def token_batches(
@@ -44,7 +44,7 @@ def map_batches(
     """Apply `fn` (a padded batch -> one result per row) to all texts; results in input order."""
     out: list = [None] * len(texts)
     batches = list(
-        token_batches(tokenizer, texts, max_length, batch_size, prefix, INFERENCE_MAX_TOKENS)
+        token_batches(tokenizer, texts, max_length, batch_size, prefix, MAX_PADDED_TOKENS)
     )
     for rows, batch in _maybe_progress(batches, progress):
         for row, result in zip(rows, fn(batch), strict=True):
