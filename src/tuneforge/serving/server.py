@@ -86,4 +86,14 @@ def serve(specs: list[tuple[str, Path]], options: ServeOptions) -> None:
         loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload_all(repo)))
         await server.serve()
 
-    asyncio.run(main())
+    run_event_loop(main())
+
+
+def run_event_loop(coroutine):
+    """uvloop when installed (uvicorn[standard] brings it): our own `asyncio.run` would
+    otherwise bypass uvicorn's choice and parse, accept and answer on the slower default loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    return uvloop.run(coroutine)
