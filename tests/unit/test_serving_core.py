@@ -175,10 +175,12 @@ def test_inflight_bound_sheds_before_parsing(tmp_path):
     assert codes.count(200) == 3 and codes.count(503) == 9
 
 
-def test_a_lagging_event_loop_sheds_new_requests(tmp_path):
+@pytest.mark.parametrize("max_lag_ms, shed", [(100.0, True), (0.0, False)])
+def test_a_lagging_event_loop_sheds_new_requests(tmp_path, max_lag_ms, shed):
     """When the loop itself runs late (a flood of connections to parse and refuse), new
-    requests get 503 at once; once the loop catches up they are served again."""
-    app = fake_app(tmp_path, FakeModel(), BatchSettings(max_batch=4), Limits(rate_per_second=0))
+    requests get 503 at once; once the loop catches up they are served again. 0 turns it off."""
+    limits = Limits(rate_per_second=0, max_loop_lag_ms=max_lag_ms)
+    app = fake_app(tmp_path, FakeModel(), BatchSettings(max_batch=4), limits)
 
     async def scenario():
         first = await _post_many(app, 1, ["a"])  # starts the lag monitor
@@ -190,7 +192,7 @@ def test_a_lagging_event_loop_sheds_new_requests(tmp_path):
         return first + during + after
 
     codes = [r.status_code for r in asyncio.run(scenario())]
-    assert codes == [200, 503, 503, 503, 200]
+    assert codes == ([200, 503, 503, 503, 200] if shed else [200] * 5)
 
 
 def test_expected_delay_bound_refuses_early():

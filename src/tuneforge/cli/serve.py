@@ -32,6 +32,9 @@ def serve(
         500.0, help="Refuse (503) when the expected queueing delay is longer."
     ),
     max_inflight: int = typer.Option(256, help="Concurrent requests beyond which 503."),
+    max_loop_lag_ms: float = typer.Option(
+        100.0, help="503 while the event loop runs this late (0: off); a flood's first sign."
+    ),
     max_texts: int = typer.Option(256, help="Texts per request."),
     max_text_chars: int = typer.Option(10_000, help="Characters per text."),
     max_body_bytes: int = typer.Option(1 << 20, help="Request body size."),
@@ -66,6 +69,7 @@ def serve(
             rate_per_second=rate,
             burst=burst,
             max_inflight=max_inflight,
+            max_loop_lag_ms=max_loop_lag_ms,
         ),
         batch=BatchSettings(max_batch, max_wait_ms, max_queue, mask_pii, max_delay_ms),
     )

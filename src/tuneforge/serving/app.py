@@ -63,7 +63,12 @@ def build_app(
     )
     keyset = None if api_keys is None else KeySet([*api_keys, *(admin_keys or [])])
     app.add_middleware(AuthMiddleware, keys=keyset)
-    app.add_middleware(AdmissionMiddleware, max_inflight=limits.max_inflight, open_paths=OPEN_PATHS)
+    app.add_middleware(
+        AdmissionMiddleware,
+        max_inflight=limits.max_inflight,
+        open_paths=OPEN_PATHS,
+        max_loop_lag=limits.max_loop_lag_ms / 1000,
+    )
     app.add_middleware(AccessLogMiddleware, metrics=metrics)
     return app
 

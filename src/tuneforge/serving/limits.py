@@ -22,6 +22,7 @@ class Limits:
     rate_per_second: float = 50.0  # sustained requests per key; 0 disables
     burst: int = 100
     max_inflight: int = 256  # concurrent requests being handled; beyond: 503 (0 disables)
+    max_loop_lag_ms: float = 100.0  # event loop this late: 503 (0 disables)
 
     def check_texts(self, texts: list[str]) -> tuple[int, str] | None:
         """(status, message) when `texts` break a limit, else None."""
@@ -162,7 +163,8 @@ class AdmissionMiddleware:
         if scope["type"] != "http" or not self.max_inflight or scope["path"] in self.open_paths:
             return await self.app(scope, receive, send)
         self.lag.start()
-        if self.inflight >= self.max_inflight or self.lag.seconds > self.max_loop_lag:
+        lagging = self.max_loop_lag and self.lag.seconds > self.max_loop_lag
+        if self.inflight >= self.max_inflight or lagging:
             return await send_json(
                 send,
                 503,
