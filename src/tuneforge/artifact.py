@@ -52,6 +52,8 @@ class ArtifactConfig(BaseModel):
     calibration: Calibration = Field(default_factory=Calibration)
     train_config: dict[str, Any] = Field(default_factory=dict)
     data: dict[str, Any] = Field(default_factory=dict)
+    # what a method did beyond its options, e.g. fewshot's self-training counts per round
+    method_details: dict[str, Any] = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=dict)
     created: str = ""
     command: str = ""

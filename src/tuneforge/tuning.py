@@ -121,6 +121,7 @@ def tune(
         head_hidden=classifier.spec["hidden"],
         train_config=cfg.model_dump(mode="json"),
         data=dataset_stats(train_ds, lengths, max_len),
+        method_details=classifier.spec.get("details", {}),
         versions=environment_versions(),
         created=now_iso(),
         command=invoking_command(),

@@ -133,3 +133,96 @@ def test_fewshot_trains_the_encoder_and_round_trips(tiny_bert, tiny_data, tmp_pa
     loaded = tuneforge.TunedModel.load(tmp_path / "m")
     texts = ["card arrived post", "refund money back"]
     np.testing.assert_allclose(loaded.predict_proba(texts), model.predict_proba(texts), atol=1e-5)
+
+
+def test_pseudo_labels_are_class_balanced_and_capped():
+    from tuneforge.methods.self_training import pseudo_label_selection
+
+    rng = np.random.default_rng(0)
+    # class 0 is predicted for 80% of rows: it must not take more than its cap
+    best = np.where(rng.random(500) < 0.8, 0, rng.integers(1, 4, 500))
+    probs = np.full((500, 4), 0.05)
+    probs[np.arange(500), best] = rng.uniform(0.3, 0.99, 500)
+    keep = pseudo_label_selection(probs, per_class=10)
+    counts = np.bincount(best[keep], minlength=4)
+    assert counts.tolist() == [10, 10, 10, 10]
+    # the kept rows of a class are its most confident ones
+    class0 = np.flatnonzero(best == 0)
+    top = class0[np.argsort(-probs[class0, 0])][:10]
+    assert set(keep[best[keep] == 0]) == set(top)
+    # a confidence floor drops the rest
+    strict = pseudo_label_selection(probs, per_class=10, min_confidence=0.9)
+    assert probs[strict].max(1).min() >= 0.9 and len(strict) < len(keep)
+
+
+def test_unlabeled_excludes_labelled_texts_ignores_labels_and_caps(tmp_path):
+    from tuneforge.methods.self_training import load_unlabeled
+
+    pool = tmp_path / "pool.csv"
+    pool.write_text("text,label\nseen one,a\nnew one,b\nnew two,a\nnew one,b\nnew three,c\n")
+    texts, info = load_unlabeled(str(pool), ["seen one", "other"], cap=100, seed=0)
+    assert texts == ["new one", "new two", "new three"]
+    assert info["duplicates_of_labelled"] == 1 and info["used"] == 3 and info["rows"] == 5
+    capped, info = load_unlabeled(str(pool), ["seen one"], cap=2, seed=0)
+    assert len(capped) == 2 and set(capped) < set(texts) and info["distinct_new"] == 3
+    again, _ = load_unlabeled(str(pool), ["seen one"], cap=2, seed=0)
+    assert again == capped  # the sample is seeded
+
+
+def test_unlabeled_option_is_validated(tiny_bert, tiny_data, tmp_path):
+    from tuneforge.errors import ConfigError
+
+    few = sample_shots(load_data(tiny_data["train"]), 4, seed=0)
+    missing = tmp_path / "nope.csv"
+    with pytest.raises(ConfigError, match=r"nope\.csv does not exist"):
+        tuneforge.tune(
+            few,
+            base=str(tiny_bert),
+            method="fewshot",
+            **FAST,
+            method_options={"unlabeled": str(missing)},
+        )
+    with pytest.raises(ConfigError, match="max_unlabeled"):
+        tuneforge.tune(
+            few,
+            base=str(tiny_bert),
+            method="fewshot",
+            **FAST,
+            method_options={"unlabeled": str(tiny_data["train"]), "max_unlabeled": 0},
+        )
+    multi = TextDataset.from_lists(["card post", "refund money"] * 4, [["card"], ["refund"]] * 4)
+    with pytest.raises(ConfigError, match="single-label"):
+        tuneforge.tune(
+            multi,
+            base=str(tiny_bert),
+            method="fewshot",
+            **FAST,
+            method_options={"unlabeled": str(tiny_data["train"])},
+        )
+
+
+def test_fewshot_self_training_records_counts_and_predicts(tiny_bert, tiny_data, tmp_path):
+    few = sample_shots(load_data(tiny_data["train"]), 4, seed=0)
+    opts = {"classes_per_batch": 3, "per_class": 4, "top_layers": 1, "min_steps": 10}
+    st = {"unlabeled": str(tiny_data["train"]), "pseudo_per_class": 5, "self_train_rounds": 2}
+    model = tuneforge.tune(
+        few,
+        tiny_data["test"],
+        base=str(tiny_bert),
+        method="fewshot",
+        lr=3e-3,
+        method_options={**opts, **st},
+        out=tmp_path / "m",
+        **FAST,
+    )
+    record = tuneforge.TunedModel.load(tmp_path / "m").config.method_details["self_training"]
+    pool = load_data(tiny_data["train"]).texts
+    assert record["rows"] == len(pool) == 120
+    assert record["duplicates_of_labelled"] == sum(t in set(few.texts) for t in pool) >= len(few)
+    assert record["used"] == len(set(pool) - set(few.texts))
+    assert [r["round"] for r in record["rounds"]] == [1, 2]
+    for r in record["rounds"]:
+        assert r["kept"] <= 3 * 5 and r["kept_per_class_max"] <= 5
+    assert model.metrics["eval"]["accuracy"] > 0.6, model.metrics["eval"]
+    plain = tuneforge.tune(few, base=str(tiny_bert), method="fewshot", method_options=opts, **FAST)
+    assert "self_training" not in plain.config.method_details

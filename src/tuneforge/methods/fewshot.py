@@ -21,9 +21,11 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from tuneforge.errors import ConfigError
 from tuneforge.methods.base import Method, MethodContext, MethodOptions, register_method
 from tuneforge.methods.embedding_cache import cached_embeddings, embed_texts
 from tuneforge.methods.pairs import confusable_classes, contrastive_batches
+from tuneforge.methods.self_training import load_unlabeled, self_train
 from tuneforge.models.classifier import TextClassifier
 from tuneforge.models.encode import MAX_PADDED_TOKENS
 from tuneforge.training.batching import pad_hidden_batch, pad_token_batch, sorted_batches
@@ -49,6 +51,18 @@ class FewshotOptions(MethodOptions):
     scale: float = Field(20.0, gt=0, description="inverse temperature of the contrastive loss")
     train_on_validation: bool = True
     C: list[float] = Field(default_factory=lambda: [1.0, 4.0, 16.0, 64.0])
+    unlabeled: str | None = Field(
+        None,
+        description="file of unlabelled in-domain texts (labels in it are ignored): the head "
+        "is refitted on its confident pseudo-labels (self-training)",
+    )
+    max_unlabeled: int = Field(20000, ge=1, description="cap on unlabelled texts (seeded sample)")
+    self_train_rounds: int = Field(1, ge=1, le=5)
+    pseudo_per_class: int = Field(
+        64, ge=1, description="most confident pseudo-labels kept per predicted class"
+    )
+    pseudo_min_confidence: float = Field(0.0, ge=0, le=1)
+    pseudo_weight: float = Field(1.0, gt=0, description="sample weight of a pseudo-labelled row")
 
 
 @register_method
@@ -66,6 +80,7 @@ class FewshotMethod(Method):
                 "fewshot: the validation rows are trained on too (few examples per class); "
                 "its score is optimistic, pass eval data for an honest one."
             )
+        unlabeled = self._unlabeled(ctx, data.texts) if opts.unlabeled else None
         model = ctx.new_classifier(ctx.load_encoder(), head="linear", normalize=True)
         targets = ctx.targets(data)
         class_ids = (targets.argmax(1) if ctx.multi_label else targets).numpy()
@@ -74,8 +89,22 @@ class FewshotMethod(Method):
         embed_rows = self._trainable_embedder(ctx, model, data.texts)
         self._contrastive(ctx, model, embed_rows, class_ids, confusable)
         model.eval()
-        self._fit_head(ctx, model, data, targets.numpy())
+        self._fit_head(ctx, model, data, targets.numpy(), unlabeled)
         return model
+
+    def _unlabeled(self, ctx, labelled: list[str]) -> tuple[list[str], dict]:
+        if ctx.multi_label:
+            raise ConfigError(
+                "fewshot -O unlabeled=... (self-training) is for single-label data; this data "
+                "is multi-label. Drop the unlabeled option."
+            )
+        opts = self.options
+        texts, info = load_unlabeled(opts.unlabeled, labelled, opts.max_unlabeled, ctx.config.seed)
+        console.print(
+            f"fewshot: {info['used']} unlabelled texts from {opts.unlabeled} for self-training "
+            f"({info['duplicates_of_labelled']} duplicates of labelled rows dropped)."
+        )
+        return texts, info
 
     def lr(self, config) -> float:
         # top layers alone move less per step than a whole encoder (as in `partial`)
@@ -157,14 +186,22 @@ class FewshotMethod(Method):
             epoch += 1
         logger.finish(_Stopped("time budget reached" if step < total else ""))
 
-    def _fit_head(self, ctx, model, data, y: np.ndarray) -> None:
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.model_selection import cross_val_score
-        from sklearn.multiclass import OneVsRestClassifier
-
+    def _fit_head(self, ctx, model, data, y: np.ndarray, unlabeled=None) -> None:
         from tuneforge.methods.head import _copy_into_linear
 
         x = embed_texts(model, ctx, data.texts)
+        make = self._head_factory(ctx)
+        best_c = self._choose_c(ctx, make, x, y)
+        clf = make(best_c).fit(x, y)
+        if unlabeled is not None:
+            refit = lambda xs, ys, w: make(best_c).fit(xs, ys, sample_weight=w)  # noqa: E731
+            clf = self._self_train(ctx, model, x, y, clf, refit, unlabeled)
+        _copy_into_linear(clf, model.head[-1], len(ctx.label_names), ctx.multi_label)
+
+    def _head_factory(self, ctx):
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.multiclass import OneVsRestClassifier
+
         weight = "balanced" if ctx.config.class_weights == "balanced" else None
 
         def make(c: float):
@@ -173,13 +210,39 @@ class FewshotMethod(Method):
             )
             return OneVsRestClassifier(clf) if ctx.multi_label else clf
 
+        return make
+
+    def _choose_c(self, ctx, make, x: np.ndarray, y: np.ndarray) -> float:
+        """The head's C by cross-validation on the labelled rows (the last C if too few)."""
+        from sklearn.model_selection import cross_val_score
+
+        cs = self.options.C
         folds = min(3, int(np.bincount(y.argmax(1) if ctx.multi_label else y).min()))
-        best_c = self.options.C[-1]
-        if folds >= 2 and len(self.options.C) > 1 and not ctx.multi_label:
-            scores = [cross_val_score(make(c), x, y, cv=folds).mean() for c in self.options.C]
-            best_c = self.options.C[int(np.argmax(scores))]
-        clf = make(best_c).fit(x, y)
-        _copy_into_linear(clf, model.head[-1], len(ctx.label_names), ctx.multi_label)
+        if folds < 2 or len(cs) < 2 or ctx.multi_label:
+            return cs[-1]
+        scores = [cross_val_score(make(c), x, y, cv=folds).mean() for c in cs]
+        return cs[int(np.argmax(scores))]
+
+    def _self_train(self, ctx, model, x, y, clf, refit, unlabeled):
+        """Refit the head on labelled + confident pseudo-labelled rows; record the counts."""
+        opts = self.options
+        texts, info = unlabeled
+        x_unl = embed_texts(model, ctx, texts, progress="embedding unlabelled texts")
+        clf, rounds, _, _ = self_train(
+            refit,
+            clf,
+            x,
+            y,
+            x_unl,
+            opts.self_train_rounds,
+            opts.pseudo_per_class,
+            opts.pseudo_min_confidence,
+            opts.pseudo_weight,
+        )
+        kept = ", ".join(str(r["kept"]) for r in rounds) or "none"
+        console.print(f"fewshot: self-training kept {kept} pseudo-labels (per round).")
+        model.spec.setdefault("details", {})["self_training"] = {**info, "rounds": rounds}
+        return clf
 
 
 def in_length_groups(embed_rows, lengths: list[int], max_tokens: int = MAX_PADDED_TOKENS):
