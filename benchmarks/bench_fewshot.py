@@ -7,6 +7,11 @@ The N-shot training set of seed s is `sample_shots(train, N, s)` for every metho
     /tmp/setfit-venv/bin/python benchmarks/bench_fewshot.py --task banking77 --methods setfit \
         --seeds 0 --merge benchmarks/results/fewshot_banking77.json
     python benchmarks/bench_fewshot.py --task ag_news --methods zeroshot
+    python benchmarks/bench_fewshot.py --task banking77 --methods fewshot --seeds 0 1 2 --unlabeled
+
+`--unlabeled`: the train rows outside the N-shot sample, text column only (their labels never
+reach the method), are passed as `-O unlabeled=POOL` (self-training); results then go to
+fewshot_<task>_selftrain.json.
 
 Results: benchmarks/results/fewshot_<task>.json (each run's accuracy, train seconds, peak MB,
 and mean ± std per method).
@@ -74,15 +79,33 @@ def task_files(task: str, workdir: Path) -> tuple[Path | None, Path]:
     return (DATA / train if train else None), DATA / test
 
 
+def unlabeled_pool(train_file: Path, shots: int, seed: int, workdir: Path) -> Path:
+    """The train rows not in the N-shot sample of `seed`, as a text-only CSV (no labels)."""
+    import pandas as pd
+
+    from tuneforge.data.dataset import load_data
+    from tuneforge.data.sampling import sample_shots
+
+    train = load_data(train_file)
+    sample = sample_shots(train, shots, seed)
+    taken = set(sample.lines)
+    out = workdir / f"pool_{train_file.parent.parent.name}_{shots}shot_seed{seed}.csv"
+    rest = [t for t, line in zip(train.texts, train.lines, strict=True) if line not in taken]
+    pd.DataFrame({"text": rest}).to_csv(out, index=False)
+    return out
+
+
 def run_one(task: str, method: str, seed: int, shots: int, workdir: Path, options: dict) -> dict:
     """One training run in this process; returns its figures."""
     train_file, test_file = task_files(task, workdir)
+    if options.get("unlabeled") is True:  # --unlabeled: this seed's pool
+        options = {**options, "unlabeled": str(unlabeled_pool(train_file, shots, seed, workdir))}
     base = TASKS[task][3]
     if method == "setfit":
         acc, n_train, seconds = run_setfit(train_file, test_file, shots, seed, base)
         options = {"num_iterations": setfit_iterations(), "batch_size": 32, "num_epochs": 1}
     else:
-        acc, n_train, seconds = run_tuneforge(
+        acc, n_train, seconds, details = run_tuneforge(
             method, train_file, test_file, shots, seed, base, options
         )
     return {
@@ -95,6 +118,7 @@ def run_one(task: str, method: str, seed: int, shots: int, workdir: Path, option
         "train_seconds": round(seconds, 1),
         "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "options": options,
+        **({"method_details": details} if method != "setfit" and details else {}),
     }
 
 
@@ -118,7 +142,8 @@ def run_tuneforge(method, train_file, test_file, shots, seed, base, options):
         method_options=options,
     )
     seconds = time.perf_counter() - started
-    return model.evaluate(test).accuracy, len(train or []), seconds
+    details = model.config.method_details
+    return model.evaluate(test).accuracy, len(train or []), seconds, details
 
 
 def run_setfit(train_file, test_file, shots, seed, base):
@@ -179,10 +204,15 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--shots", type=int, default=None)
     parser.add_argument("--option", action="append", default=[], help="method option KEY=JSON")
+    parser.add_argument(
+        "--unlabeled", action="store_true", help="self-training on the train rows not sampled"
+    )
     parser.add_argument("--merge", type=Path, help="add runs to this results file")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     options = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.option)}
+    if args.unlabeled:
+        options["unlabeled"] = True  # resolved per seed in the child (unlabeled_pool)
     shots = args.shots if args.shots is not None else TASKS[args.task][2]
     workdir = Path(tempfile.gettempdir()) / "tuneforge-bench"
     workdir.mkdir(exist_ok=True)
@@ -190,7 +220,8 @@ def main() -> None:
         m, s = args.methods[0], args.seeds[0]
         print(json.dumps(run_one(args.task, m, s, shots, workdir, options)))
         return
-    out_file = args.merge or RESULTS / f"fewshot_{args.task}.json"
+    suffix = "_selftrain" if args.unlabeled else ""
+    out_file = args.merge or RESULTS / f"fewshot_{args.task}{suffix}.json"
     result = json.loads(out_file.read_text()) if out_file.exists() else {"runs": []}
     for method in args.methods:
         for seed in args.seeds:
@@ -208,6 +239,7 @@ def main() -> None:
                 "--one",
             ]
             cmd += [f"--option={o}" for o in args.option]
+            cmd += ["--unlabeled"] if args.unlabeled else []
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode:
                 sys.stderr.write(proc.stderr[-3000:])

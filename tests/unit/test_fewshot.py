@@ -204,7 +204,12 @@ def test_unlabeled_option_is_validated(tiny_bert, tiny_data, tmp_path):
 def test_fewshot_self_training_records_counts_and_predicts(tiny_bert, tiny_data, tmp_path):
     few = sample_shots(load_data(tiny_data["train"]), 4, seed=0)
     opts = {"classes_per_batch": 3, "per_class": 4, "top_layers": 1, "min_steps": 10}
-    st = {"unlabeled": str(tiny_data["train"]), "pseudo_per_class": 5, "self_train_rounds": 2}
+    st = {
+        "unlabeled": str(tiny_data["train"]),
+        "pseudo_per_class": 5,
+        "self_train_rounds": 2,
+        "pseudo_contrastive_steps": 3,
+    }
     model = tuneforge.tune(
         few,
         tiny_data["test"],
@@ -220,7 +225,8 @@ def test_fewshot_self_training_records_counts_and_predicts(tiny_bert, tiny_data,
     assert record["rows"] == len(pool) == 120
     assert record["duplicates_of_labelled"] == sum(t in set(few.texts) for t in pool) >= len(few)
     assert record["used"] == len(set(pool) - set(few.texts))
-    assert [r["round"] for r in record["rounds"]] == [1, 2]
+    # two rounds of head self-training, a contrastive stage on the pseudo-labels, two more
+    assert [(r["stage"], r["round"]) for r in record["rounds"]] == [(1, 1), (1, 2), (2, 1), (2, 2)]
     for r in record["rounds"]:
         assert r["kept"] <= 3 * 5 and r["kept_per_class_max"] <= 5
     assert model.metrics["eval"]["accuracy"] > 0.6, model.metrics["eval"]

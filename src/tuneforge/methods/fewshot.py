@@ -63,6 +63,12 @@ class FewshotOptions(MethodOptions):
     )
     pseudo_min_confidence: float = Field(0.0, ge=0, le=1)
     pseudo_weight: float = Field(1.0, gt=0, description="sample weight of a pseudo-labelled row")
+    pseudo_contrastive_steps: int = Field(
+        0,
+        ge=0,
+        description="contrastive steps on labelled + pseudo-labelled rows after self-training, "
+        "then the head is self-trained again; 0 = none",
+    )
 
 
 @register_method
@@ -89,7 +95,17 @@ class FewshotMethod(Method):
         embed_rows = self._trainable_embedder(ctx, model, data.texts)
         self._contrastive(ctx, model, embed_rows, class_ids, confusable)
         model.eval()
-        self._fit_head(ctx, model, data, targets.numpy(), unlabeled)
+        pseudo = self._fit_head(ctx, model, data, targets.numpy(), unlabeled)
+        if pseudo is not None and len(pseudo[0]) and opts.pseudo_contrastive_steps:
+            keep, labels = pseudo
+            texts = data.texts + [unlabeled[0][i] for i in keep]
+            embed_rows = self._trainable_embedder(ctx, model, texts)
+            ids = np.concatenate([class_ids, labels])
+            self._contrastive(
+                ctx, model, embed_rows, ids, confusable, opts.pseudo_contrastive_steps
+            )
+            model.eval()
+            self._fit_head(ctx, model, data, targets.numpy(), unlabeled)
         return model
 
     def _unlabeled(self, ctx, labelled: list[str]) -> tuple[list[str], dict]:
@@ -143,7 +159,7 @@ class FewshotMethod(Method):
         )
         return embed, list(top.parameters())
 
-    def _contrastive(self, ctx, model, embedder, class_ids, confusable) -> None:
+    def _contrastive(self, ctx, model, embedder, class_ids, confusable, steps=None) -> None:
         cfg, opts = ctx.config, self.options
         embed_rows, params = embedder
 
@@ -158,7 +174,7 @@ class FewshotMethod(Method):
                 seed=cfg.seed + epoch,
             )
 
-        total = max(1, opts.min_steps, math.ceil(cfg.epochs * len(epoch_batches(0))))
+        total = steps or max(1, opts.min_steps, math.ceil(cfg.epochs * len(epoch_batches(0))))
         optimizer = torch.optim.AdamW(params, lr=self.lr(cfg), weight_decay=cfg.weight_decay)
         warmup = int(cfg.warmup_ratio * total)
         schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -186,17 +202,20 @@ class FewshotMethod(Method):
             epoch += 1
         logger.finish(_Stopped("time budget reached" if step < total else ""))
 
-    def _fit_head(self, ctx, model, data, y: np.ndarray, unlabeled=None) -> None:
+    def _fit_head(self, ctx, model, data, y: np.ndarray, unlabeled=None):
+        """Fit the linear head (self-trained with `unlabeled`); returns the kept pseudo-labels
+        (unlabelled row indices, class ids) or None."""
         from tuneforge.methods.head import _copy_into_linear
 
         x = embed_texts(model, ctx, data.texts)
         make = self._head_factory(ctx)
         best_c = self._choose_c(ctx, make, x, y)
-        clf = make(best_c).fit(x, y)
+        clf, pseudo = make(best_c).fit(x, y), None
         if unlabeled is not None:
             refit = lambda xs, ys, w: make(best_c).fit(xs, ys, sample_weight=w)  # noqa: E731
-            clf = self._self_train(ctx, model, x, y, clf, refit, unlabeled)
+            clf, pseudo = self._self_train(ctx, model, x, y, clf, refit, unlabeled)
         _copy_into_linear(clf, model.head[-1], len(ctx.label_names), ctx.multi_label)
+        return pseudo
 
     def _head_factory(self, ctx):
         from sklearn.linear_model import LogisticRegression
@@ -228,7 +247,7 @@ class FewshotMethod(Method):
         opts = self.options
         texts, info = unlabeled
         x_unl = embed_texts(model, ctx, texts, progress="embedding unlabelled texts")
-        clf, rounds, _, _ = self_train(
+        clf, rounds, keep, pseudo = self_train(
             refit,
             clf,
             x,
@@ -241,8 +260,10 @@ class FewshotMethod(Method):
         )
         kept = ", ".join(str(r["kept"]) for r in rounds) or "none"
         console.print(f"fewshot: self-training kept {kept} pseudo-labels (per round).")
-        model.spec.setdefault("details", {})["self_training"] = {**info, "rounds": rounds}
-        return clf
+        record = model.spec.setdefault("details", {}).setdefault("self_training", {**info})
+        stage = 1 + len({r["stage"] for r in record.get("rounds", [])})
+        record["rounds"] = record.get("rounds", []) + [{"stage": stage, **r} for r in rounds]
+        return clf, (keep, pseudo)
 
 
 def in_length_groups(embed_rows, lengths: list[int], max_tokens: int = MAX_PADDED_TOKENS):
