@@ -208,7 +208,6 @@ def test_fewshot_self_training_records_counts_and_predicts(tiny_bert, tiny_data,
         "unlabeled": str(tiny_data["train"]),
         "pseudo_per_class": 5,
         "self_train_rounds": 2,
-        "pseudo_contrastive_steps": 3,
     }
     model = tuneforge.tune(
         few,
@@ -225,8 +224,8 @@ def test_fewshot_self_training_records_counts_and_predicts(tiny_bert, tiny_data,
     assert record["rows"] == len(pool) == 120
     assert record["duplicates_of_labelled"] == sum(t in set(few.texts) for t in pool) >= len(few)
     assert record["used"] == len(set(pool) - set(few.texts))
-    # two rounds of head self-training, a contrastive stage on the pseudo-labels, two more
-    assert [(r["stage"], r["round"]) for r in record["rounds"]] == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    # round 1 labels by label spreading, round 2 by the refitted head
+    assert [(r["round"], r["labeller"]) for r in record["rounds"]] == [(1, "spread"), (2, "head")]
     for r in record["rounds"]:
         assert r["kept"] <= 3 * 5 and r["kept_per_class_max"] <= 5
     assert model.metrics["eval"]["accuracy"] > 0.6, model.metrics["eval"]

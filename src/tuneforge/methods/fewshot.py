@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Literal
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ from tuneforge.errors import ConfigError
 from tuneforge.methods.base import Method, MethodContext, MethodOptions, register_method
 from tuneforge.methods.embedding_cache import cached_embeddings, embed_texts
 from tuneforge.methods.pairs import confusable_classes, contrastive_batches
-from tuneforge.methods.self_training import load_unlabeled, self_train
+from tuneforge.methods.self_training import SelfTraining, load_unlabeled, self_train
 from tuneforge.models.classifier import TextClassifier
 from tuneforge.models.encode import MAX_PADDED_TOKENS
 from tuneforge.training.batching import pad_hidden_batch, pad_token_batch, sorted_batches
@@ -57,18 +58,21 @@ class FewshotOptions(MethodOptions):
         "is refitted on its confident pseudo-labels (self-training)",
     )
     max_unlabeled: int = Field(20000, ge=1, description="cap on unlabelled texts (seeded sample)")
-    self_train_rounds: int = Field(1, ge=1, le=5)
-    pseudo_per_class: int = Field(
-        64, ge=1, description="most confident pseudo-labels kept per predicted class"
+    pseudo_labeller: Literal["spread", "head"] = Field(
+        "spread",
+        description="who pseudo-labels: label spreading on the kNN graph of the tuned "
+        "embeddings, seeded with the labelled rows, or the logistic-regression head",
     )
+    spread_neighbors: int = Field(10, ge=1, description="neighbours of the label-spreading graph")
+    self_train_rounds: int = Field(
+        1, ge=1, le=5, description="rounds of pseudo-labelling; rounds after the first use the head"
+    )
+    pseudo_fraction: float = Field(
+        1.0, gt=0, le=1, description="most confident share kept of each predicted class"
+    )
+    pseudo_per_class: int = Field(100, ge=1, description="at most this many kept per class")
     pseudo_min_confidence: float = Field(0.0, ge=0, le=1)
     pseudo_weight: float = Field(1.0, gt=0, description="sample weight of a pseudo-labelled row")
-    pseudo_contrastive_steps: int = Field(
-        0,
-        ge=0,
-        description="contrastive steps on labelled + pseudo-labelled rows after self-training, "
-        "then the head is self-trained again; 0 = none",
-    )
 
 
 @register_method
@@ -95,17 +99,7 @@ class FewshotMethod(Method):
         embed_rows = self._trainable_embedder(ctx, model, data.texts)
         self._contrastive(ctx, model, embed_rows, class_ids, confusable)
         model.eval()
-        pseudo = self._fit_head(ctx, model, data, targets.numpy(), unlabeled)
-        if pseudo is not None and len(pseudo[0]) and opts.pseudo_contrastive_steps:
-            keep, labels = pseudo
-            texts = data.texts + [unlabeled[0][i] for i in keep]
-            embed_rows = self._trainable_embedder(ctx, model, texts)
-            ids = np.concatenate([class_ids, labels])
-            self._contrastive(
-                ctx, model, embed_rows, ids, confusable, opts.pseudo_contrastive_steps
-            )
-            model.eval()
-            self._fit_head(ctx, model, data, targets.numpy(), unlabeled)
+        self._fit_head(ctx, model, data, targets.numpy(), unlabeled)
         return model
 
     def _unlabeled(self, ctx, labelled: list[str]) -> tuple[list[str], dict]:
@@ -159,7 +153,7 @@ class FewshotMethod(Method):
         )
         return embed, list(top.parameters())
 
-    def _contrastive(self, ctx, model, embedder, class_ids, confusable, steps=None) -> None:
+    def _contrastive(self, ctx, model, embedder, class_ids, confusable) -> None:
         cfg, opts = ctx.config, self.options
         embed_rows, params = embedder
 
@@ -174,7 +168,7 @@ class FewshotMethod(Method):
                 seed=cfg.seed + epoch,
             )
 
-        total = steps or max(1, opts.min_steps, math.ceil(cfg.epochs * len(epoch_batches(0))))
+        total = max(1, opts.min_steps, math.ceil(cfg.epochs * len(epoch_batches(0))))
         optimizer = torch.optim.AdamW(params, lr=self.lr(cfg), weight_decay=cfg.weight_decay)
         warmup = int(cfg.warmup_ratio * total)
         schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -202,20 +196,17 @@ class FewshotMethod(Method):
             epoch += 1
         logger.finish(_Stopped("time budget reached" if step < total else ""))
 
-    def _fit_head(self, ctx, model, data, y: np.ndarray, unlabeled=None):
-        """Fit the linear head (self-trained with `unlabeled`); returns the kept pseudo-labels
-        (unlabelled row indices, class ids) or None."""
+    def _fit_head(self, ctx, model, data, y: np.ndarray, unlabeled=None) -> None:
         from tuneforge.methods.head import _copy_into_linear
 
         x = embed_texts(model, ctx, data.texts)
         make = self._head_factory(ctx)
         best_c = self._choose_c(ctx, make, x, y)
-        clf, pseudo = make(best_c).fit(x, y), None
+        clf = make(best_c).fit(x, y)
         if unlabeled is not None:
             refit = lambda xs, ys, w: make(best_c).fit(xs, ys, sample_weight=w)  # noqa: E731
-            clf, pseudo = self._self_train(ctx, model, x, y, clf, refit, unlabeled)
+            clf = self._self_train(ctx, model, x, y, clf, refit, unlabeled)
         _copy_into_linear(clf, model.head[-1], len(ctx.label_names), ctx.multi_label)
-        return pseudo
 
     def _head_factory(self, ctx):
         from sklearn.linear_model import LogisticRegression
@@ -247,23 +238,21 @@ class FewshotMethod(Method):
         opts = self.options
         texts, info = unlabeled
         x_unl = embed_texts(model, ctx, texts, progress="embedding unlabelled texts")
-        clf, rounds, keep, pseudo = self_train(
-            refit,
-            clf,
-            x,
-            y,
-            x_unl,
-            opts.self_train_rounds,
-            opts.pseudo_per_class,
-            opts.pseudo_min_confidence,
-            opts.pseudo_weight,
+        how = SelfTraining(
+            labeller=opts.pseudo_labeller,
+            rounds=opts.self_train_rounds,
+            per_class=opts.pseudo_per_class,
+            fraction=opts.pseudo_fraction,
+            min_confidence=opts.pseudo_min_confidence,
+            weight=opts.pseudo_weight,
+            neighbors=opts.spread_neighbors,
         )
-        kept = ", ".join(str(r["kept"]) for r in rounds) or "none"
+        console.print(f"fewshot: self-training on {len(texts)} unlabelled texts ({how.labeller}).")
+        clf, rounds = self_train(refit, clf, x, y, x_unl, how)
+        kept = ", ".join(str(r["kept"]) for r in rounds)
         console.print(f"fewshot: self-training kept {kept} pseudo-labels (per round).")
-        record = model.spec.setdefault("details", {}).setdefault("self_training", {**info})
-        stage = 1 + len({r["stage"] for r in record.get("rounds", [])})
-        record["rounds"] = record.get("rounds", []) + [{"stage": stage, **r} for r in rounds]
-        return clf, (keep, pseudo)
+        model.spec.setdefault("details", {})["self_training"] = {**info, "rounds": rounds}
+        return clf
 
 
 def in_length_groups(embed_rows, lengths: list[int], max_tokens: int = MAX_PADDED_TOKENS):
