@@ -153,6 +153,13 @@ def test_pseudo_labels_are_class_balanced_and_capped():
     # a confidence floor drops the rest
     strict = pseudo_label_selection(probs, per_class=10, min_confidence=0.9)
     assert probs[strict].max(1).min() >= 0.9 and len(strict) < len(keep)
+    # a fraction keeps the top share of each class's rows, rounded up, under the cap
+    half = pseudo_label_selection(probs, per_class=1000, fraction=0.5)
+    predicted = np.bincount(best, minlength=4)
+    assert np.bincount(best[half], minlength=4).tolist() == [-(-n // 2) for n in predicted]
+    # rows no label reached (all-zero distribution) are never kept
+    probs[:5] = 0
+    assert not set(range(5)) & set(pseudo_label_selection(probs, per_class=1000))
 
 
 def test_unlabeled_excludes_labelled_texts_ignores_labels_and_caps(tmp_path):
@@ -199,6 +206,19 @@ def test_unlabeled_option_is_validated(tiny_bert, tiny_data, tmp_path):
             **FAST,
             method_options={"unlabeled": str(tiny_data["train"])},
         )
+
+
+def test_cli_passes_unlabeled_and_names_a_missing_file(tiny_bert, tiny_data, tmp_path):
+    from typer.testing import CliRunner
+
+    from tuneforge.cli.app import _register, app
+
+    _register()
+    args = ["train", str(tiny_data["train"]), "--base", str(tiny_bert), "--method", "fewshot"]
+    args += ["-O", f"unlabeled={tmp_path / 'pool.csv'}", "--out", str(tmp_path / "m")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code != 0
+    assert "pool.csv does not exist" in str(result.exception) + result.output
 
 
 def test_fewshot_self_training_records_counts_and_predicts(tiny_bert, tiny_data, tmp_path):
