@@ -166,7 +166,8 @@ def test_unlabeled_excludes_labelled_texts_ignores_labels_and_caps(tmp_path):
     from tuneforge.methods.self_training import load_unlabeled
 
     pool = tmp_path / "pool.csv"
-    pool.write_text("text,label\nseen one,a\nnew one,b\nnew two,a\nnew one,b\nnew three,c\n")
+    # labels are ignored, so a missing one is no error
+    pool.write_text("text,label\nseen one,a\nnew one,b\nnew two,\nnew one,b\nnew three,c\n")
     texts, info = load_unlabeled(str(pool), ["seen one", "other"], cap=100, seed=0)
     assert texts == ["new one", "new two", "new three"]
     assert info["duplicates_of_labelled"] == 1 and info["used"] == 3 and info["rows"] == 5

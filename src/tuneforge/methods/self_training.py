@@ -1,8 +1,9 @@
 """Self-training on unlabelled in-domain texts: pseudo-label, keep the confident, refit the head.
 
-Used by `fewshot -O unlabeled=FILE`. The unlabelled file is read like training data but its
-labels, if any, are ignored. Pseudo-labels are class-balanced (at most `per_class` per class,
-the most confident first), so frequent classes do not swamp the few labelled examples.
+Used by `fewshot -O unlabeled=FILE`. The text column of the file is picked like training data's;
+labels in it, if any, are never read. Pseudo-labels come from label spreading over the kNN graph
+of the tuned embeddings (or from the head), and are class-balanced (per predicted class, the most
+confident ones up to a cap), so frequent classes do not swamp the few labelled examples.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ def load_unlabeled(path: str, exclude: list[str], cap: int, seed: int) -> tuple[
 
     Returns (texts, counts of what was read, dropped and kept) for the artifact's record.
     """
-    from tuneforge.data.dataset import load_data
+    from tuneforge.data.dataset import _check_texts, pick_text_column
+    from tuneforge.data.readers import read_frame
 
     file = Path(path)
     if not file.is_file():
@@ -30,25 +32,29 @@ def load_unlabeled(path: str, exclude: list[str], cap: int, seed: int) -> tuple[
             f"Unlabelled texts file {path} does not exist: pass an existing CSV/TSV/JSONL/Parquet "
             "file of in-domain texts, e.g. -O unlabeled=pool.csv."
         )
-    try:
-        ds = load_data(file, require_labels=False)
-    except DataError as exc:
-        raise DataError(f"Unlabelled texts file {path}: {exc}") from None
+    # the text column is picked as for training data; any label column is never read, so
+    # partly labelled or unlabelled files both work and no label can leak into training
+    frame = read_frame(file)
+    if frame.empty:
+        raise DataError(f"Unlabelled texts file {path} has no data rows.")
+    column = pick_text_column(frame, file, None)
+    rows = [str(t) for t in frame[column].tolist()]
+    _check_texts(rows, file, column)
     labelled = set(exclude)
     seen: set[str] = set()
     texts = []
-    for text in ds.texts:  # a label column, if present, is never read
+    for text in rows:
         if text not in labelled and text not in seen:
             seen.add(text)
             texts.append(text)
     distinct_new = len(texts)
     if len(texts) > cap:
-        rows = np.sort(np.random.default_rng(seed).choice(len(texts), cap, replace=False))
-        texts = [texts[i] for i in rows]
+        picked = np.sort(np.random.default_rng(seed).choice(len(texts), cap, replace=False))
+        texts = [texts[i] for i in picked]
     info = {
         "file": str(path),
-        "rows": len(ds),
-        "duplicates_of_labelled": sum(t in labelled for t in ds.texts),
+        "rows": len(rows),
+        "duplicates_of_labelled": sum(t in labelled for t in rows),
         "distinct_new": distinct_new,
         "used": len(texts),
     }
