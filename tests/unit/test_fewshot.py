@@ -114,18 +114,25 @@ def test_sample_cli_writes_the_sample(tiny_data, tmp_path):
     assert ds.texts == sample_shots(load_data(tiny_data["train"]), 5, 3).texts
 
 
-def test_fewshot_trains_the_encoder_and_round_trips(tiny_bert, tiny_data, tmp_path):
-    few = sample_shots(load_data(tiny_data["train"]), 8, seed=0)
-    model = tuneforge.tune(
+SMALL_BATCHES = {"classes_per_batch": 3, "per_class": 4, "top_layers": 1}
+
+
+def _tune_fewshot(few, tiny_bert, tiny_data, out, options: dict):
+    return tuneforge.tune(
         few,
         tiny_data["test"],
         base=str(tiny_bert),
         method="fewshot",
         lr=3e-3,
-        method_options={"classes_per_batch": 3, "per_class": 4, "top_layers": 1},
-        out=tmp_path / "m",
+        method_options=options,
+        out=out,
         **FAST,
     )
+
+
+def test_fewshot_trains_the_encoder_and_round_trips(tiny_bert, tiny_data, tmp_path):
+    few = sample_shots(load_data(tiny_data["train"]), 8, seed=0)
+    model = _tune_fewshot(few, tiny_bert, tiny_data, tmp_path / "m", SMALL_BATCHES)
     assert model.config.method == "fewshot"
     losses = [r["loss"] for r in model.log if "loss" in r]
     assert len(losses) >= 3 and np.mean(losses[-2:]) < np.mean(losses[:2])
@@ -224,22 +231,13 @@ def test_cli_passes_unlabeled_and_names_a_missing_file(tiny_bert, tiny_data, tmp
 
 def test_fewshot_self_training_records_counts_and_predicts(tiny_bert, tiny_data, tmp_path):
     few = sample_shots(load_data(tiny_data["train"]), 4, seed=0)
-    opts = {"classes_per_batch": 3, "per_class": 4, "top_layers": 1, "min_steps": 10}
+    opts = {**SMALL_BATCHES, "min_steps": 10}
     st = {
         "unlabeled": str(tiny_data["train"]),
         "pseudo_per_class": 5,
         "self_train_rounds": 2,
     }
-    model = tuneforge.tune(
-        few,
-        tiny_data["test"],
-        base=str(tiny_bert),
-        method="fewshot",
-        lr=3e-3,
-        method_options={**opts, **st},
-        out=tmp_path / "m",
-        **FAST,
-    )
+    model = _tune_fewshot(few, tiny_bert, tiny_data, tmp_path / "m", {**opts, **st})
     record = tuneforge.TunedModel.load(tmp_path / "m").config.method_details["self_training"]
     pool = load_data(tiny_data["train"]).texts
     assert record["rows"] == len(pool) == 120
