@@ -134,3 +134,17 @@ def test_prune_rejects_removing_every_layer(tuned, tiny_data, tmp_path):
             distil_data=tiny_data["train"],
             skip_gate=True,
         )
+
+
+def test_served_onnx_threads_sleep_instead_of_spinning(monkeypatch):
+    """The server turns spinning off (its event loop needs that CPU); other uses keep it."""
+    from tuneforge.export.onnx_runtime import session_options
+    from tuneforge.serving.models import BatchSettings
+    from tuneforge.serving.server import load_repository
+
+    key = "session.intra_op.allow_spinning"
+    monkeypatch.delenv("TUNEFORGE_ORT_SPIN", raising=False)
+    with pytest.raises(RuntimeError, match="does not have configuration"):
+        session_options(1).get_session_config_entry(key)
+    load_repository([], BatchSettings())
+    assert session_options(1).get_session_config_entry(key) == "0"

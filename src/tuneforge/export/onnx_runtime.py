@@ -28,6 +28,10 @@ def session_options(threads: int | None = None):
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if os.environ.get("TUNEFORGE_ORT_SPIN", "1") == "0":
+        # Waiting threads sleep instead of spinning: the CPU they would burn is what the
+        # server's event loop needs to parse, shed and answer under load.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     threads = threads or int(os.environ.get("TUNEFORGE_ORT_THREADS", "0"))
     if threads:
         opts.intra_op_num_threads = threads
