@@ -175,11 +175,14 @@ def test_inflight_bound_sheds_before_parsing(tmp_path):
     assert codes.count(200) == 3 and codes.count(503) == 9
 
 
-@pytest.mark.parametrize("max_lag_ms, shed", [(100.0, True), (0.0, False)])
-def test_a_lagging_event_loop_sheds_new_requests(tmp_path, max_lag_ms, shed):
-    """When the loop itself runs late (a flood of connections to parse and refuse), new
-    requests get 503 at once; once the loop catches up they are served again. 0 turns it off."""
-    limits = Limits(rate_per_second=0, max_loop_lag_ms=max_lag_ms)
+@pytest.mark.parametrize(
+    "max_lag_ms, max_inflight, shed", [(100.0, 4, True), (0.0, 4, False), (100.0, 256, False)]
+)
+def test_a_lagging_event_loop_sheds_new_requests(tmp_path, max_lag_ms, max_inflight, shed):
+    """When the loop itself runs late under load (a flood of connections to parse and refuse),
+    new requests get 503 at once; once the loop catches up they are served again. 0 turns it
+    off, and a stall with little in flight (under max_inflight / 8) is not a flood."""
+    limits = Limits(rate_per_second=0, max_loop_lag_ms=max_lag_ms, max_inflight=max_inflight)
     app = fake_app(tmp_path, FakeModel(), BatchSettings(max_batch=4), limits)
 
     async def scenario():

@@ -145,7 +145,8 @@ class LoopLag:
 
 class AdmissionMiddleware:
     """Sheds load before any parsing: 503 at once beyond `max_inflight` concurrent requests, or
-    while the event loop runs more than `max_loop_lag` seconds late.
+    while the event loop runs more than `max_loop_lag` seconds late with at least an eighth of
+    `max_inflight` in flight.
 
     The batcher's own admission only sees requests that got as far as the model; under a flood
     the event loop itself becomes the queue, and these two bounds keep that queue short.
@@ -163,7 +164,9 @@ class AdmissionMiddleware:
         if scope["type"] != "http" or not self.max_inflight or scope["path"] in self.open_paths:
             return await self.app(scope, receive, send)
         self.lag.start()
-        lagging = self.max_loop_lag and self.lag.seconds > self.max_loop_lag
+        # Lag with little in flight is a stall (a reload, a GC pause), not a flood: serve on.
+        flooded = self.inflight >= self.max_inflight // 8
+        lagging = self.max_loop_lag and flooded and self.lag.seconds > self.max_loop_lag
         if self.inflight >= self.max_inflight or lagging:
             return await send_json(
                 send,
