@@ -14,7 +14,7 @@ import pytest
 
 from tuneforge.serving.app import build_app
 from tuneforge.serving.batching import MicroBatcher, Overloaded
-from tuneforge.serving.limits import Limits
+from tuneforge.serving.limits import LatencyLimit, Limits
 from tuneforge.serving.models import BatchSettings, ModelRepository, ServedModel
 from tuneforge.serving.pii import PiiLogFilter, iban_ok, luhn_ok, mask_pii
 from tuneforge.tuned_model import Prediction
@@ -196,6 +196,41 @@ def test_a_lagging_event_loop_sheds_new_requests(tmp_path, max_lag_ms, max_infli
 
     codes = [r.status_code for r in asyncio.run(scenario())]
     assert codes == ([200, 503, 503, 503, 200] if shed else [200] * 5)
+
+
+def test_latency_limit_shrinks_under_slow_answers_and_recovers():
+    bound = LatencyLimit(ceiling=64, target=0.5, floor=8, window=0.0)
+    for _ in range(8):
+        bound.record(1.0)  # twice the target: the bound halves
+    assert bound.limit == 32
+    for _ in range(40):
+        bound.record(5.0)
+    assert bound.limit == 8  # never below the floor
+    for _ in range(8 * 30):
+        bound.record(0.1)
+    assert bound.limit == 64  # grows back, never above the ceiling
+
+
+def test_in_flight_bound_adapts_to_the_latency_target(tmp_path):
+    """A fixed bound of 16 on a model taking 50 ms a request answers the 16th after 800 ms;
+    with a 200 ms target the bound shrinks, and later waves get fast answers or a 503."""
+    model = FakeModel(delay=0.05)
+    limits = Limits(rate_per_second=0, max_inflight=16, max_loop_lag_ms=0, target_latency_ms=200)
+    app = fake_app(tmp_path, model, BatchSettings(max_batch=1, max_wait_ms=0), limits)
+
+    async def timed_wave():
+        start = time.monotonic()
+        responses = await _post_many(app, 16, ["a"])
+        return [r.status_code for r in responses], time.monotonic() - start
+
+    async def scenario():
+        return [await timed_wave() for _ in range(4)]
+
+    waves = asyncio.run(scenario())
+    assert waves[0][0] == [200] * 16  # nothing measured yet: the full bound
+    last_codes, last_seconds = waves[-1]
+    assert 0 < last_codes.count(200) < 16 and last_codes.count(503) > 0
+    assert last_seconds < waves[0][1] / 2
 
 
 def test_expected_delay_bound_refuses_early():

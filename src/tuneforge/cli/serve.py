@@ -35,6 +35,9 @@ def serve(
     max_loop_lag_ms: float = typer.Option(
         100.0, help="503 while the event loop runs this late (0: off); a flood's first sign."
     ),
+    target_latency_ms: float = typer.Option(
+        500.0, help="Lower the in-flight bound under load to answer in about this (0: fixed)."
+    ),
     max_texts: int = typer.Option(256, help="Texts per request."),
     max_text_chars: int = typer.Option(10_000, help="Characters per text."),
     max_body_bytes: int = typer.Option(1 << 20, help="Request body size."),
@@ -70,6 +73,7 @@ def serve(
             burst=burst,
             max_inflight=max_inflight,
             max_loop_lag_ms=max_loop_lag_ms,
+            target_latency_ms=target_latency_ms,
         ),
         batch=BatchSettings(max_batch, max_wait_ms, max_queue, mask_pii, max_delay_ms),
     )

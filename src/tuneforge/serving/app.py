@@ -68,6 +68,7 @@ def build_app(
         max_inflight=limits.max_inflight,
         open_paths=OPEN_PATHS,
         max_loop_lag=limits.max_loop_lag_ms / 1000,
+        target_latency=limits.target_latency_ms / 1000,
     )
     app.add_middleware(AccessLogMiddleware, metrics=metrics)
     return app

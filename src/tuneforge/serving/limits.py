@@ -23,6 +23,7 @@ class Limits:
     burst: int = 100
     max_inflight: int = 256  # concurrent requests being handled; beyond: 503 (0 disables)
     max_loop_lag_ms: float = 100.0  # event loop this late: 503 (0 disables)
+    target_latency_ms: float = 500.0  # in-flight bound adapts to keep answers this fast (0: off)
 
     def check_texts(self, texts: list[str]) -> tuple[int, str] | None:
         """(status, message) when `texts` break a limit, else None."""
@@ -143,22 +144,65 @@ class LoopLag:
             self.seconds = max(elapsed - self.tick, decayed)
 
 
+class LatencyLimit:
+    """The in-flight bound that keeps answers near `target` seconds.
+
+    By Little's law the time in the server is what is in flight over the throughput, and under
+    a flood the throughput falls (the loop spends its time refusing), so a fixed bound answers
+    late just when it matters. Every `window` seconds the 90th percentile of the answers' times
+    is compared with the target: above it, the bound shrinks in proportion; well under it, the
+    bound grows back by a tenth towards `ceiling`. It never goes below `floor`.
+    """
+
+    def __init__(self, ceiling: int, target: float, floor: int, window: float = 0.25) -> None:
+        self.ceiling, self.target, self.floor, self.window = ceiling, target, floor, window
+        self.limit = float(ceiling)
+        self._times: list[float] = []
+        self._since = time.monotonic()
+
+    def record(self, seconds: float) -> None:
+        self._times.append(seconds)
+        now = time.monotonic()
+        if now - self._since < self.window or len(self._times) < 8:
+            return
+        times = sorted(self._times)
+        p90 = times[int(0.9 * (len(times) - 1))]
+        if p90 > self.target:
+            self.limit = max(self.floor, self.limit * max(0.5, self.target / p90))
+        elif p90 < 0.8 * self.target:
+            self.limit = min(self.ceiling, self.limit * 1.1 + 1)
+        self._times.clear()
+        self._since = now
+
+
 class AdmissionMiddleware:
-    """Sheds load before any parsing: 503 at once beyond `max_inflight` concurrent requests, or
-    while the event loop runs more than `max_loop_lag` seconds late with at least an eighth of
+    """Sheds load before any parsing: 503 at once beyond the in-flight bound, or while the
+    event loop runs more than `max_loop_lag` seconds late with at least an eighth of
     `max_inflight` in flight.
 
-    The batcher's own admission only sees requests that got as far as the model; under a flood
-    the event loop itself becomes the queue, and these two bounds keep that queue short.
+    The bound is `max_inflight`, lowered under load to keep answers near `target_latency`
+    (`LatencyLimit`; 0 keeps it fixed). The batcher's own admission only sees requests that
+    got as far as the model; under a flood the event loop itself becomes the queue, and these
+    bounds keep that queue short.
     """
 
     def __init__(
-        self, app, max_inflight: int, open_paths: tuple[str, ...], max_loop_lag: float = 0.1
+        self,
+        app,
+        max_inflight: int,
+        open_paths: tuple[str, ...],
+        max_loop_lag: float = 0.1,
+        target_latency: float = 0.0,
     ) -> None:
         self.app, self.max_inflight, self.open_paths = app, max_inflight, open_paths
         self.max_loop_lag = max_loop_lag
         self.inflight = 0
         self.lag = LoopLag()
+        self.bound = (
+            LatencyLimit(max_inflight, target_latency, floor=max(1, max_inflight // 8))
+            if target_latency and max_inflight
+            else None
+        )
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or not self.max_inflight or scope["path"] in self.open_paths:
@@ -167,7 +211,8 @@ class AdmissionMiddleware:
         # Lag with little in flight is a stall (a reload, a GC pause), not a flood: serve on.
         flooded = self.inflight >= self.max_inflight // 8
         lagging = self.max_loop_lag and flooded and self.lag.seconds > self.max_loop_lag
-        if self.inflight >= self.max_inflight or lagging:
+        limit = self.bound.limit if self.bound else self.max_inflight
+        if self.inflight >= limit or lagging:
             return await send_json(
                 send,
                 503,
@@ -175,7 +220,10 @@ class AdmissionMiddleware:
                 [(b"retry-after", b"1")],
             )
         self.inflight += 1
+        start = time.monotonic()
         try:
             return await self.app(scope, receive, send)
         finally:
             self.inflight -= 1
+            if self.bound:
+                self.bound.record(time.monotonic() - start)
