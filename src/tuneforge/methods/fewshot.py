@@ -15,6 +15,7 @@ head's regularization is chosen by cross-validation instead.
 from __future__ import annotations
 
 import math
+import re
 import time
 from typing import Literal
 
@@ -26,7 +27,16 @@ from tuneforge.errors import ConfigError
 from tuneforge.methods.base import Method, MethodContext, MethodOptions, register_method
 from tuneforge.methods.embedding_cache import cached_embeddings, embed_texts
 from tuneforge.methods.pairs import confusable_classes, contrastive_batches
-from tuneforge.methods.self_training import SelfTraining, load_unlabeled, self_train
+from tuneforge.methods.self_training import (
+    SelfTraining,
+    class_scores,
+    estimate_priors,
+    fit_temperature,
+    load_unlabeled,
+    self_train,
+    shift_intercepts,
+    softmax,
+)
 from tuneforge.models.classifier import TextClassifier
 from tuneforge.models.encode import MAX_PADDED_TOKENS
 from tuneforge.training.batching import pad_hidden_batch, pad_token_batch, sorted_batches
@@ -51,6 +61,11 @@ class FewshotOptions(MethodOptions):
     hard_fraction: float = Field(0.5, ge=0, le=1, description="batch classes that are confusable")
     scale: float = Field(20.0, gt=0, description="inverse temperature of the contrastive loss")
     train_on_validation: bool = True
+    label_phrases: bool = Field(
+        True,
+        description="add each label's name, as zero-shot phrases, as an example of its class "
+        "(skipped when names are codes such as '3' or 'LABEL_3')",
+    )
     C: list[float] = Field(default_factory=lambda: [1.0, 4.0, 16.0, 64.0])
     unlabeled: str | None = Field(
         None,
@@ -73,6 +88,12 @@ class FewshotOptions(MethodOptions):
     pseudo_per_class: int = Field(100, ge=1, description="at most this many kept per class")
     pseudo_min_confidence: float = Field(0.0, ge=0, le=1)
     pseudo_weight: float = Field(1.0, gt=0, description="sample weight of a pseudo-labelled row")
+    adapt_priors: bool = Field(
+        True,
+        description="with unlabelled texts: estimate how frequent each class is among them "
+        "(EM) and shift the head's intercepts to match, instead of assuming the labelled "
+        "rows' class balance",
+    )
 
 
 @register_method
@@ -90,6 +111,8 @@ class FewshotMethod(Method):
                 "fewshot: the validation rows are trained on too (few examples per class); "
                 "its score is optimistic, pass eval data for an honest one."
             )
+        if opts.label_phrases and not ctx.multi_label and names_are_words(ctx.label_names):
+            data = _concat(data, label_phrase_rows(ctx.label_names, data))
         unlabeled = self._unlabeled(ctx, data.texts) if opts.unlabeled else None
         model = ctx.new_classifier(ctx.load_encoder(), head="linear", normalize=True)
         targets = ctx.targets(data)
@@ -204,8 +227,7 @@ class FewshotMethod(Method):
         best_c = self._choose_c(ctx, make, x, y)
         clf = make(best_c).fit(x, y)
         if unlabeled is not None:
-            refit = lambda xs, ys, w: make(best_c).fit(xs, ys, sample_weight=w)  # noqa: E731
-            clf = self._self_train(ctx, model, x, y, clf, refit, unlabeled)
+            clf = self._self_train(ctx, model, x, y, clf, make, best_c, unlabeled)
         _copy_into_linear(clf, model.head[-1], len(ctx.label_names), ctx.multi_label)
 
     def _head_factory(self, ctx):
@@ -233,9 +255,23 @@ class FewshotMethod(Method):
         scores = [cross_val_score(make(c), x, y, cv=folds).mean() for c in cs]
         return cs[int(np.argmax(scores))]
 
-    def _self_train(self, ctx, model, x, y, clf, refit, unlabeled):
+    def _self_train(self, ctx, model, x, y, clf, make, c, unlabeled):
         """Refit the head on labelled + confident pseudo-labelled rows; record the counts."""
         opts = self.options
+        balanced = ctx.config.class_weights == "balanced"
+
+        def prior(ys, weights):
+            """The class frequencies a head fitted on (ys, weights) assumes, in classes_ order."""
+            counts = np.bincount(ys, weights=None if balanced else weights)
+            counts = counts[np.unique(ys)]
+            return np.full(len(counts), 1 / len(counts)) if balanced else counts / counts.sum()
+
+        fitted = {"prior": prior(y, np.ones(len(y)))}
+
+        def refit(xs, ys, weights):
+            fitted["prior"] = prior(ys, weights)
+            return make(c).fit(xs, ys, sample_weight=weights)
+
         texts, info = unlabeled
         x_unl = embed_texts(model, ctx, texts, progress="embedding unlabelled texts")
         how = SelfTraining(
@@ -251,8 +287,34 @@ class FewshotMethod(Method):
         clf, rounds = self_train(refit, clf, x, y, x_unl, how)
         kept = ", ".join(str(r["kept"]) for r in rounds)
         console.print(f"fewshot: self-training kept {kept} pseudo-labels (per round).")
-        model.spec.setdefault("details", {})["self_training"] = {**info, "rounds": rounds}
+        record = {**info, "rounds": rounds}
+        folds = min(3, int(np.bincount(y).min()))
+        if opts.adapt_priors and folds >= 2:  # calibration needs two examples of each class
+            calibration = (lambda: make(c), x, y, folds)
+            record["priors"] = self._adapt_priors(ctx, clf, x_unl, fitted["prior"], calibration)
+        model.spec.setdefault("details", {})["self_training"] = record
         return clf
+
+    def _adapt_priors(self, ctx, clf, x_unl, train_prior, calibration) -> dict:
+        """Shift the head to the class frequencies estimated on the unlabelled texts, by EM on
+        posteriors calibrated with a temperature fitted on cross-validated labelled rows."""
+        from sklearn.model_selection import cross_val_predict
+
+        make, x, y, folds = calibration
+        held_out = cross_val_predict(make(), x, y, cv=folds, method="decision_function")
+        held_out = held_out if held_out.ndim > 1 else np.stack([-held_out, held_out], 1) / 2
+        temperature = fit_temperature(held_out, np.searchsorted(clf.classes_, y))
+        probs = softmax(class_scores(clf, x_unl) / temperature)
+        prior = estimate_priors(probs, train_prior)
+        shift_intercepts(clf, temperature * np.log(prior.clip(min=1e-6) / train_prior))
+        console.print(f"fewshot: head calibrated at temperature {temperature:.2f} for it.")
+        names = [ctx.label_names[int(c)] for c in clf.classes_]
+        top = sorted(zip(prior, names, strict=True), reverse=True)[:3]
+        console.print(
+            "fewshot: class frequencies estimated on the unlabelled texts, most frequent: "
+            + ", ".join(f"{n} {p:.0%}" for p, n in top)
+        )
+        return {n: round(float(p), 4) for n, p in zip(names, prior, strict=True)}
 
 
 def in_length_groups(embed_rows, lengths: list[int], max_tokens: int = MAX_PADDED_TOKENS):
@@ -293,6 +355,33 @@ def supervised_contrastive_loss(
 class _Stopped:
     def __init__(self, reason: str) -> None:
         self.stop_reason = reason
+
+
+def names_are_words(names: list[str]) -> bool:
+    """True when every label name says something (not '3', 'LABEL_3' or 'c12')."""
+    code = re.compile(r"^(label|class|cat|c)?[\s_-]*\d+$", re.IGNORECASE)
+    return all(sum(ch.isalpha() for ch in n) >= 3 and not code.match(n) for n in names)
+
+
+def label_phrase_rows(names: list[str], like):
+    """Rows whose texts are the zero-shot phrases of each label name, labelled with it."""
+    from tuneforge.data.dataset import TextDataset
+    from tuneforge.methods.zeroshot import DEFAULT_TEMPLATES, LabelSpec
+
+    texts, labels = [], []
+    for name in names:
+        for template in DEFAULT_TEMPLATES:
+            texts.append(template.format(label=LabelSpec(name).text))
+            labels.append(name)
+    return TextDataset(
+        texts=texts,
+        labels=labels,
+        source=like.source,
+        lines=[0] * len(texts),
+        text_col=like.text_col,
+        label_col=like.label_col,
+        multi_label=False,
+    )
 
 
 def _concat(a, b):

@@ -146,3 +146,56 @@ def self_train(
             }
         )
     return clf, record
+
+
+def estimate_priors(probs: np.ndarray, train_prior: np.ndarray, iters: int = 200) -> np.ndarray:
+    """Class priors of the texts behind `probs`, by EM (Saerens et al. 2002).
+
+    A head fitted on a few examples per class assumes the classes as frequent as they were
+    in its training rows; the unlabelled texts say how frequent they really are. Posteriors
+    are re-weighted by new/old priors and the priors re-estimated until they settle. EM
+    trusts the posteriors: calibrate them first (`fit_temperature`), as overconfident ones
+    drive it to a degenerate answer (Alexandari et al. 2020).
+    """
+    prior = train_prior.copy()
+    for _ in range(iters):
+        adjusted = probs * (prior / train_prior)
+        adjusted /= adjusted.sum(1, keepdims=True).clip(min=1e-12)
+        new = adjusted.mean(0)
+        if np.abs(new - prior).max() < 1e-6:
+            return new
+        prior = new
+    return prior
+
+
+def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """The T minimizing the log loss of softmax(logits / T) on held-out labelled rows."""
+    from scipy.optimize import minimize_scalar
+
+    def nll(log_t: float) -> float:
+        z = logits / np.exp(log_t)
+        z = z - z.max(1, keepdims=True)
+        log_p = z - np.log(np.exp(z).sum(1, keepdims=True))
+        return -float(log_p[np.arange(len(y)), y].mean())
+
+    return float(np.exp(minimize_scalar(nll, bounds=(-3, 5), method="bounded").x))
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def class_scores(clf, x: np.ndarray) -> np.ndarray:
+    """A logistic regression's scores as (n, classes) logits, binary heads included."""
+    z = clf.decision_function(x)
+    return np.stack([np.zeros_like(z), z], 1) if z.ndim == 1 else z
+
+
+def shift_intercepts(clf, shift: np.ndarray) -> None:
+    """Add `shift` (per class, in clf.classes_ order) to a fitted logistic regression's scores."""
+    if clf.intercept_.shape[0] == 1:  # binary: one score, class 1 against class 0
+        clf.intercept_ = clf.intercept_ + (shift[1] - shift[0])
+    else:
+        clf.intercept_ = clf.intercept_ + shift
