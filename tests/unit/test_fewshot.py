@@ -17,7 +17,7 @@ from tuneforge.methods.fewshot import (
     supervised_contrastive_loss,
 )
 from tuneforge.methods.pairs import confusable_classes, contrastive_batches, pair_count
-from tuneforge.methods.self_training import estimate_priors, shift_intercepts
+from tuneforge.methods.self_training import estimate_priors, fit_temperature, shift_intercepts
 
 FAST = dict(epochs=3, batch_size=8, early_stopping=0, progress=False)
 
@@ -256,6 +256,7 @@ def test_fewshot_self_training_records_counts_and_predicts(tiny_bert, tiny_data,
     assert model.metrics["eval"]["accuracy"] > 0.6, model.metrics["eval"]
     assert set(record["priors"]) == {"card", "refund", "transfer"}
     assert sum(record["priors"].values()) == pytest.approx(1, abs=1e-3)
+    assert record["temperature"] > 0
     plain = tuneforge.tune(few, base=str(tiny_bert), method="fewshot", method_options=opts, **FAST)
     assert "self_training" not in plain.config.method_details
 
@@ -314,3 +315,15 @@ def test_prior_shift_on_a_multiclass_head_moves_every_intercept():
     before = clf.intercept_.copy()
     shift_intercepts(clf, np.log(np.array([0.6, 0.3, 0.1]) / (1 / 3)))
     np.testing.assert_allclose(clf.intercept_ - before, np.log([1.8, 0.9, 0.3]))
+
+
+def test_temperature_softens_overconfident_scores_and_sharpens_timid_ones():
+    """Scores right 70% of the time: at scale 20 they claim ~100% (T > 1 softens them), at
+    scale 0.1 they claim ~50% (T < 1 sharpens them)."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 2000)
+    right = rng.random(2000) < 0.7
+    predicted = np.where(right, y, 1 - y)
+    logits = np.stack([predicted == 0, predicted == 1], 1).astype(float)
+    assert fit_temperature(20 * logits, y) > 5
+    assert fit_temperature(0.1 * logits, y) < 0.5

@@ -291,11 +291,13 @@ class FewshotMethod(Method):
         folds = min(3, int(np.bincount(y).min()))
         if opts.adapt_priors and folds >= 2:  # calibration needs two examples of each class
             calibration = (lambda: make(c), x, y, folds)
-            record["priors"] = self._adapt_priors(ctx, clf, x_unl, fitted["prior"], calibration)
+            record["priors"], record["temperature"] = self._adapt_priors(
+                ctx, clf, x_unl, fitted["prior"], calibration
+            )
         model.spec.setdefault("details", {})["self_training"] = record
         return clf
 
-    def _adapt_priors(self, ctx, clf, x_unl, train_prior, calibration) -> dict:
+    def _adapt_priors(self, ctx, clf, x_unl, train_prior, calibration) -> tuple[dict, float]:
         """Shift the head to the class frequencies estimated on the unlabelled texts, by EM on
         posteriors calibrated with a temperature fitted on cross-validated labelled rows."""
         from sklearn.model_selection import cross_val_predict
@@ -307,14 +309,14 @@ class FewshotMethod(Method):
         probs = softmax(class_scores(clf, x_unl) / temperature)
         prior = estimate_priors(probs, train_prior)
         shift_intercepts(clf, temperature * np.log(prior.clip(min=1e-6) / train_prior))
-        console.print(f"fewshot: head calibrated at temperature {temperature:.2f} for it.")
         names = [ctx.label_names[int(c)] for c in clf.classes_]
         top = sorted(zip(prior, names, strict=True), reverse=True)[:3]
         console.print(
-            "fewshot: class frequencies estimated on the unlabelled texts, most frequent: "
-            + ", ".join(f"{n} {p:.0%}" for p, n in top)
+            f"fewshot: class frequencies estimated on the unlabelled texts (temperature "
+            f"{temperature:.2f}), most frequent: " + ", ".join(f"{n} {p:.0%}" for p, n in top)
         )
-        return {n: round(float(p), 4) for n, p in zip(names, prior, strict=True)}
+        estimate = {n: round(float(p), 4) for n, p in zip(names, prior, strict=True)}
+        return estimate, round(temperature, 3)
 
 
 def in_length_groups(embed_rows, lengths: list[int], max_tokens: int = MAX_PADDED_TOKENS):
