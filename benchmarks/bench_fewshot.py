@@ -9,6 +9,12 @@ The N-shot training set of seed s is `sample_shots(train, N, s)` for every metho
     python benchmarks/bench_fewshot.py --task ag_news --methods zeroshot
     python benchmarks/bench_fewshot.py --task banking77 --methods fewshot --seeds 0 1 2 --unlabeled
 
+setfit runs from its own virtualenv (its pins differ from ours; measured with setfit 1.2.0,
+sentence-transformers 6.2.0, transformers 5.24.0, torch 2.13.0+cpu):
+
+    python -m venv /tmp/setfit-venv && /tmp/setfit-venv/bin/pip install torch==2.13.0 \
+        setfit pandas pyyaml pydantic rich typer   # SETFIT_ITERATIONS=5 bounds its time
+
 `--unlabeled`: the train rows outside the N-shot sample, text column only (their labels never
 reach the method), are passed as `-O unlabeled=POOL` (self-training); results then go to
 fewshot_<task>_selftrain.json.
