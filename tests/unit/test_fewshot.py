@@ -140,6 +140,7 @@ def test_fewshot_trains_the_encoder_and_round_trips(tiny_bert, tiny_data, tmp_pa
     few = sample_shots(load_data(tiny_data["train"]), 8, seed=0)
     model = _tune_fewshot(few, tiny_bert, tiny_data, tmp_path / "m", SMALL_BATCHES)
     assert model.config.method == "fewshot"
+    assert model.config.method_details["label_phrases"] == 3 * 2  # 3 labels x 2 templates
     losses = [r["loss"] for r in model.log if "loss" in r]
     assert len(losses) >= 3 and np.mean(losses[-2:]) < np.mean(losses[:2])
     assert model.metrics["eval"]["accuracy"] > 0.6, model.metrics["eval"]
@@ -269,7 +270,8 @@ def test_fewshot_self_training_records_counts_and_predicts(tiny_bert, tiny_data,
         (["0", "1"], False),
         (["LABEL_0", "LABEL_1"], False),
         (["c12", "joy"], False),
-        (["ok", "joy"], False),  # too short to mean much to an encoder
+        (["a", "joy"], False),  # too short to mean much to an encoder
+        (["正面", "负面"], True),
     ],
 )
 def test_label_names_are_used_as_phrases_only_when_they_are_words(names, words):

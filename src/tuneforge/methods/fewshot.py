@@ -104,7 +104,7 @@ class FewshotMethod(Method):
 
     def fit(self, ctx: MethodContext) -> TextClassifier:
         opts = self.options
-        data = ctx.train
+        data, details = ctx.train, {}
         if opts.train_on_validation and len(ctx.val):
             data = _concat(ctx.train, ctx.val)
             console.print(
@@ -112,9 +112,13 @@ class FewshotMethod(Method):
                 "its score is optimistic, pass eval data for an honest one."
             )
         if opts.label_phrases and not ctx.multi_label and names_are_words(ctx.label_names):
-            data = _concat(data, label_phrase_rows(ctx.label_names, data))
+            phrases = label_phrase_rows(ctx.label_names, data)
+            data = _concat(data, phrases)
+            details = {"label_phrases": len(phrases)}
+            console.print(f"fewshot: the label names add {len(phrases)} example phrases.")
         unlabeled = self._unlabeled(ctx, data.texts) if opts.unlabeled else None
         model = ctx.new_classifier(ctx.load_encoder(), head="linear", normalize=True)
+        model.spec.setdefault("details", {}).update(details)
         targets = ctx.targets(data)
         class_ids = (targets.argmax(1) if ctx.multi_label else targets).numpy()
         frozen = cached_embeddings(model, ctx, data.texts)
@@ -362,7 +366,7 @@ class _Stopped:
 def names_are_words(names: list[str]) -> bool:
     """True when every label name says something (not '3', 'LABEL_3' or 'c12')."""
     code = re.compile(r"^(label|class|cat|c)?[\s_-]*\d+$", re.IGNORECASE)
-    return all(sum(ch.isalpha() for ch in n) >= 3 and not code.match(n) for n in names)
+    return all(sum(ch.isalpha() for ch in n) >= 2 and not code.match(n) for n in names)
 
 
 def label_phrase_rows(names: list[str], like):
