@@ -17,7 +17,6 @@ from tuneforge.methods.fewshot import (
     supervised_contrastive_loss,
 )
 from tuneforge.methods.pairs import confusable_classes, contrastive_batches, pair_count
-from tuneforge.methods.self_training import estimate_priors, fit_temperature, shift_intercepts
 
 FAST = dict(epochs=3, batch_size=8, early_stopping=0, progress=False)
 
@@ -255,9 +254,6 @@ def test_fewshot_self_training_records_counts_and_predicts(tiny_bert, tiny_data,
     for r in record["rounds"]:
         assert r["kept"] <= 3 * 5 and r["kept_per_class_max"] <= 5
     assert model.metrics["eval"]["accuracy"] > 0.6, model.metrics["eval"]
-    assert set(record["priors"]) == {"card", "refund", "transfer"}
-    assert sum(record["priors"].values()) == pytest.approx(1, abs=1e-3)
-    assert record["temperature"] > 0
     plain = tuneforge.tune(few, base=str(tiny_bert), method="fewshot", method_options=opts, **FAST)
     assert "self_training" not in plain.config.method_details
 
@@ -288,44 +284,3 @@ def test_label_phrase_rows_are_readable_and_labelled(tiny_data):
         "This text is about joy.",
     ]
     assert rows.labels == ["card_arrival", "card_arrival", "joy", "joy"]
-
-
-def test_prior_estimate_recovers_the_unlabelled_class_balance():
-    """A head trained on balanced rows sees a pool that is 80% class 0: EM finds the 80%, and
-    shifting the intercepts makes the head predict class 0 more often."""
-    from sklearn.linear_model import LogisticRegression
-
-    rng = np.random.default_rng(0)
-    x_lab = np.concatenate([rng.normal(-1, 1, (50, 2)), rng.normal(1, 1, (50, 2))])
-    y_lab = np.repeat([0, 1], 50)
-    x_unl = np.concatenate([rng.normal(-1, 1, (800, 2)), rng.normal(1, 1, (200, 2))])
-    clf = LogisticRegression().fit(x_lab, y_lab)
-    prior = estimate_priors(clf.predict_proba(x_unl), np.array([0.5, 0.5]))
-    assert prior[0] == pytest.approx(0.8, abs=0.05)
-    before = (clf.predict(x_unl) == 0).mean()
-    shift_intercepts(clf, np.log(prior / 0.5))
-    assert (clf.predict(x_unl) == 0).mean() > before
-    y_unl = np.repeat([0, 1], [800, 200])
-    assert (clf.predict(x_unl) == y_unl).mean() > 0.85
-
-
-def test_prior_shift_on_a_multiclass_head_moves_every_intercept():
-    from sklearn.linear_model import LogisticRegression
-
-    x = np.random.default_rng(1).normal(size=(30, 3))
-    clf = LogisticRegression().fit(x, np.arange(30) % 3)
-    before = clf.intercept_.copy()
-    shift_intercepts(clf, np.log(np.array([0.6, 0.3, 0.1]) / (1 / 3)))
-    np.testing.assert_allclose(clf.intercept_ - before, np.log([1.8, 0.9, 0.3]))
-
-
-def test_temperature_softens_overconfident_scores_and_sharpens_timid_ones():
-    """Scores right 70% of the time: at scale 20 they claim ~100% (T > 1 softens them), at
-    scale 0.1 they claim ~50% (T < 1 sharpens them)."""
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 2, 2000)
-    right = rng.random(2000) < 0.7
-    predicted = np.where(right, y, 1 - y)
-    logits = np.stack([predicted == 0, predicted == 1], 1).astype(float)
-    assert fit_temperature(20 * logits, y) > 5
-    assert fit_temperature(0.1 * logits, y) < 0.5

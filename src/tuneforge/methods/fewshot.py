@@ -27,16 +27,7 @@ from tuneforge.errors import ConfigError
 from tuneforge.methods.base import Method, MethodContext, MethodOptions, register_method
 from tuneforge.methods.embedding_cache import cached_embeddings, embed_texts
 from tuneforge.methods.pairs import confusable_classes, contrastive_batches
-from tuneforge.methods.self_training import (
-    SelfTraining,
-    class_scores,
-    estimate_priors,
-    fit_temperature,
-    load_unlabeled,
-    self_train,
-    shift_intercepts,
-    softmax,
-)
+from tuneforge.methods.self_training import SelfTraining, load_unlabeled, self_train
 from tuneforge.models.classifier import TextClassifier
 from tuneforge.models.encode import MAX_PADDED_TOKENS
 from tuneforge.training.batching import pad_hidden_batch, pad_token_batch, sorted_batches
@@ -88,12 +79,6 @@ class FewshotOptions(MethodOptions):
     pseudo_per_class: int = Field(100, ge=1, description="at most this many kept per class")
     pseudo_min_confidence: float = Field(0.0, ge=0, le=1)
     pseudo_weight: float = Field(1.0, gt=0, description="sample weight of a pseudo-labelled row")
-    adapt_priors: bool = Field(
-        True,
-        description="with unlabelled texts: estimate how frequent each class is among them "
-        "(EM) and shift the head's intercepts to match, instead of assuming the labelled "
-        "rows' class balance",
-    )
 
 
 @register_method
@@ -231,7 +216,8 @@ class FewshotMethod(Method):
         best_c = self._choose_c(ctx, make, x, y)
         clf = make(best_c).fit(x, y)
         if unlabeled is not None:
-            clf = self._self_train(ctx, model, x, y, clf, make, best_c, unlabeled)
+            refit = lambda xs, ys, w: make(best_c).fit(xs, ys, sample_weight=w)  # noqa: E731
+            clf = self._self_train(ctx, model, x, y, clf, refit, unlabeled)
         _copy_into_linear(clf, model.head[-1], len(ctx.label_names), ctx.multi_label)
 
     def _head_factory(self, ctx):
@@ -259,23 +245,9 @@ class FewshotMethod(Method):
         scores = [cross_val_score(make(c), x, y, cv=folds).mean() for c in cs]
         return cs[int(np.argmax(scores))]
 
-    def _self_train(self, ctx, model, x, y, clf, make, c, unlabeled):
+    def _self_train(self, ctx, model, x, y, clf, refit, unlabeled):
         """Refit the head on labelled + confident pseudo-labelled rows; record the counts."""
         opts = self.options
-        balanced = ctx.config.class_weights == "balanced"
-
-        def prior(ys, weights):
-            """The class frequencies a head fitted on (ys, weights) assumes, in classes_ order."""
-            counts = np.bincount(ys, weights=None if balanced else weights)
-            counts = counts[np.unique(ys)]
-            return np.full(len(counts), 1 / len(counts)) if balanced else counts / counts.sum()
-
-        fitted = {"prior": prior(y, np.ones(len(y)))}
-
-        def refit(xs, ys, weights):
-            fitted["prior"] = prior(ys, weights)
-            return make(c).fit(xs, ys, sample_weight=weights)
-
         texts, info = unlabeled
         x_unl = embed_texts(model, ctx, texts, progress="embedding unlabelled texts")
         how = SelfTraining(
@@ -291,36 +263,8 @@ class FewshotMethod(Method):
         clf, rounds = self_train(refit, clf, x, y, x_unl, how)
         kept = ", ".join(str(r["kept"]) for r in rounds)
         console.print(f"fewshot: self-training kept {kept} pseudo-labels (per round).")
-        record = {**info, "rounds": rounds}
-        folds = min(3, int(np.bincount(y).min()))
-        if opts.adapt_priors and folds >= 2:  # calibration needs two examples of each class
-            calibration = (lambda: make(c), x, y, folds)
-            record["priors"], record["temperature"] = self._adapt_priors(
-                ctx, clf, x_unl, fitted["prior"], calibration
-            )
-        model.spec.setdefault("details", {})["self_training"] = record
+        model.spec.setdefault("details", {})["self_training"] = {**info, "rounds": rounds}
         return clf
-
-    def _adapt_priors(self, ctx, clf, x_unl, train_prior, calibration) -> tuple[dict, float]:
-        """Shift the head to the class frequencies estimated on the unlabelled texts, by EM on
-        posteriors calibrated with a temperature fitted on cross-validated labelled rows."""
-        from sklearn.model_selection import cross_val_predict
-
-        make, x, y, folds = calibration
-        held_out = cross_val_predict(make(), x, y, cv=folds, method="decision_function")
-        held_out = held_out if held_out.ndim > 1 else np.stack([-held_out, held_out], 1) / 2
-        temperature = fit_temperature(held_out, np.searchsorted(clf.classes_, y))
-        probs = softmax(class_scores(clf, x_unl) / temperature)
-        prior = estimate_priors(probs, train_prior)
-        shift_intercepts(clf, temperature * np.log(prior.clip(min=1e-6) / train_prior))
-        names = [ctx.label_names[int(c)] for c in clf.classes_]
-        top = sorted(zip(prior, names, strict=True), reverse=True)[:3]
-        console.print(
-            f"fewshot: class frequencies estimated on the unlabelled texts (temperature "
-            f"{temperature:.2f}), most frequent: " + ", ".join(f"{n} {p:.0%}" for p, n in top)
-        )
-        estimate = {n: round(float(p), 4) for n, p in zip(names, prior, strict=True)}
-        return estimate, round(temperature, 3)
 
 
 def in_length_groups(embed_rows, lengths: list[int], max_tokens: int = MAX_PADDED_TOKENS):
