@@ -284,15 +284,3 @@ def test_label_phrase_rows_are_readable_and_labelled(tiny_data):
         "This text is about joy.",
     ]
     assert rows.labels == ["card_arrival", "card_arrival", "joy", "joy"]
-
-
-def test_fewshot_second_contrastive_stage_on_pseudo_labels(tiny_bert, tiny_data, tmp_path):
-    """-O self_train_encoder=true: the encoder is tuned again, as many steps, on labelled +
-    pseudo-labelled rows, and the head is fitted on what that gives."""
-    few = sample_shots(load_data(tiny_data["train"]), 4, seed=0)
-    opts = {**SMALL_BATCHES, "min_steps": 10, "pseudo_per_class": 5}
-    opts |= {"unlabeled": str(tiny_data["train"]), "self_train_encoder": True}
-    model = _tune_fewshot(few, tiny_bert, tiny_data, tmp_path / "m", opts)
-    steps = [r["step"] for r in model.log if "loss" in r]
-    assert steps.count(1) == 2 and len(steps) == 2 * steps.index(1, 1)  # two equal stages
-    assert model.metrics["eval"]["accuracy"] > 0.6, model.metrics["eval"]

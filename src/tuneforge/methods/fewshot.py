@@ -64,11 +64,6 @@ class FewshotOptions(MethodOptions):
         "is refitted on its confident pseudo-labels (self-training)",
     )
     max_unlabeled: int = Field(20000, ge=1, description="cap on unlabelled texts (seeded sample)")
-    self_train_encoder: bool = Field(
-        False,
-        description="with unlabeled: a second contrastive stage, as long as the first, on the "
-        "labelled and pseudo-labelled rows; then the pseudo-labelling and head again",
-    )
     pseudo_labeller: Literal["spread", "head"] = Field(
         "spread",
         description="who pseudo-labels: label spreading on the kNN graph of the tuned "
@@ -114,17 +109,9 @@ class FewshotMethod(Method):
         frozen = cached_embeddings(model, ctx, data.texts)
         confusable = confusable_classes(frozen, class_ids, opts.hard_negatives)
         embed_rows = self._trainable_embedder(ctx, model, data.texts)
-        steps = self._contrastive(ctx, model, embed_rows, class_ids, confusable)
+        self._contrastive(ctx, model, embed_rows, class_ids, confusable)
         model.eval()
-        pseudo = self._fit_head(ctx, model, data, targets.numpy(), unlabeled)
-        if pseudo is not None and opts.self_train_encoder:
-            texts, ids = pseudo
-            console.print(f"fewshot: contrastive stage 2 with {len(texts)} pseudo-labelled rows.")
-            embed_rows = self._trainable_embedder(ctx, model, data.texts + texts)
-            both = np.concatenate([class_ids, ids])
-            self._contrastive(ctx, model, embed_rows, both, confusable, steps=steps)
-            model.eval()
-            self._fit_head(ctx, model, data, targets.numpy(), unlabeled)
+        self._fit_head(ctx, model, data, targets.numpy(), unlabeled)
         return model
 
     def _unlabeled(self, ctx, labelled: list[str]) -> tuple[list[str], dict]:
@@ -178,8 +165,7 @@ class FewshotMethod(Method):
         )
         return embed, list(top.parameters())
 
-    def _contrastive(self, ctx, model, embedder, class_ids, confusable, steps=None) -> int:
-        """Supervised-contrastive steps (`steps`, else from epochs); returns how many."""
+    def _contrastive(self, ctx, model, embedder, class_ids, confusable) -> None:
         cfg, opts = ctx.config, self.options
         embed_rows, params = embedder
 
@@ -194,7 +180,7 @@ class FewshotMethod(Method):
                 seed=cfg.seed + epoch,
             )
 
-        total = steps or max(1, opts.min_steps, math.ceil(cfg.epochs * len(epoch_batches(0))))
+        total = max(1, opts.min_steps, math.ceil(cfg.epochs * len(epoch_batches(0))))
         optimizer = torch.optim.AdamW(params, lr=self.lr(cfg), weight_decay=cfg.weight_decay)
         warmup = int(cfg.warmup_ratio * total)
         schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -221,23 +207,18 @@ class FewshotMethod(Method):
                     break
             epoch += 1
         logger.finish(_Stopped("time budget reached" if step < total else ""))
-        return total
 
-    def _fit_head(self, ctx, model, data, y: np.ndarray, unlabeled=None):
-        """Fit the linear head; with unlabelled texts, returns the pseudo-labelled (texts, class
-        ids) it kept."""
+    def _fit_head(self, ctx, model, data, y: np.ndarray, unlabeled=None) -> None:
         from tuneforge.methods.head import _copy_into_linear
 
         x = embed_texts(model, ctx, data.texts)
         make = self._head_factory(ctx)
         best_c = self._choose_c(ctx, make, x, y)
         clf = make(best_c).fit(x, y)
-        pseudo = None
         if unlabeled is not None:
             refit = lambda xs, ys, w: make(best_c).fit(xs, ys, sample_weight=w)  # noqa: E731
-            clf, pseudo = self._self_train(ctx, model, x, y, clf, refit, unlabeled)
+            clf = self._self_train(ctx, model, x, y, clf, refit, unlabeled)
         _copy_into_linear(clf, model.head[-1], len(ctx.label_names), ctx.multi_label)
-        return pseudo
 
     def _head_factory(self, ctx):
         from sklearn.linear_model import LogisticRegression
@@ -279,11 +260,11 @@ class FewshotMethod(Method):
             neighbors=opts.spread_neighbors,
         )
         console.print(f"fewshot: self-training on {len(texts)} unlabelled texts ({how.labeller}).")
-        clf, rounds, (keep, labels) = self_train(refit, clf, x, y, x_unl, how)
+        clf, rounds = self_train(refit, clf, x, y, x_unl, how)
         kept = ", ".join(str(r["kept"]) for r in rounds)
         console.print(f"fewshot: self-training kept {kept} pseudo-labels (per round).")
         model.spec.setdefault("details", {})["self_training"] = {**info, "rounds": rounds}
-        return clf, ([texts[i] for i in keep], labels)
+        return clf
 
 
 def in_length_groups(embed_rows, lengths: list[int], max_tokens: int = MAX_PADDED_TOKENS):

@@ -112,15 +112,14 @@ def self_train(
     y_lab: np.ndarray,
     x_unl: np.ndarray,
     how: SelfTraining,
-) -> tuple[object, list[dict], tuple[np.ndarray, np.ndarray]]:
+) -> tuple[object, list[dict]]:
     """`how.rounds` of: pseudo-label `x_unl`, keep the confident, refit on labelled + kept.
 
     Round 1 labels by `how.labeller`, later rounds by the refitted head. `fit(x, y,
     sample_weight)` returns a fitted classifier with predict_proba and classes_.
-    Returns (the last classifier, counts per round, (rows of x_unl kept, their labels)).
+    Returns (the last classifier, counts per round).
     """
     record: list[dict] = []
-    kept = (np.zeros(0, dtype=np.int64), y_lab[:0])
     for r in range(how.rounds):
         if r == 0 and how.labeller == "spread":
             probs, classes = spread_probs(x_lab, y_lab, x_unl, how.neighbors)
@@ -135,7 +134,6 @@ def self_train(
         y = np.concatenate([y_lab, pseudo])
         w = np.concatenate([np.ones(len(y_lab)), np.full(len(keep), how.weight)])
         clf = fit(x, y, w)
-        kept = (keep, pseudo)
         counts = np.bincount(np.searchsorted(classes, pseudo), minlength=len(classes))
         record.append(
             {
@@ -147,4 +145,4 @@ def self_train(
                 "mean_confidence": round(float(probs[keep].max(1).mean()), 4),
             }
         )
-    return clf, record, kept
+    return clf, record
