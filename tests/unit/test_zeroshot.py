@@ -7,7 +7,7 @@ import pytest
 
 import tuneforge
 from tuneforge.errors import ConfigError
-from tuneforge.methods.zeroshot import pseudo_label_selection
+from tuneforge.methods.self_training import pseudo_label_selection
 from tuneforge.methods.zeroshot.labels import LabelSpec, parse_labels
 
 
@@ -63,8 +63,8 @@ def test_missing_labels_file_is_explained(tmp_path):
 
 def test_pseudo_label_selection_keeps_confident_rows_per_class():
     probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.55, 0.45], [0.2, 0.8], [0.45, 0.55]])
-    assert pseudo_label_selection(probs, 0.58, 5).tolist() == [0, 1, 3]
-    assert pseudo_label_selection(probs, 0.5, 1).tolist() == [0, 3]
+    assert pseudo_label_selection(probs, per_class=5, min_confidence=0.58).tolist() == [0, 1, 3]
+    assert pseudo_label_selection(probs, per_class=1, min_confidence=0.5).tolist() == [0, 3]
 
 
 def test_zeroshot_model_is_an_ordinary_artifact(tiny_bert, tiny_data, tmp_path):

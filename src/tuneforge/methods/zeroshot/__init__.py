@@ -20,6 +20,7 @@ from pydantic import Field
 
 from tuneforge.methods.base import Method, MethodContext, MethodOptions, register_method
 from tuneforge.methods.embedding_cache import cached_embeddings, embed_texts
+from tuneforge.methods.self_training import pseudo_label_selection
 from tuneforge.methods.zeroshot.labels import LabelSpec, parse_labels
 from tuneforge.models.classifier import TextClassifier
 
@@ -78,7 +79,7 @@ class ZeroshotMethod(Method):
             probs = llm_label_probs(ctx.train.texts, specs)
         else:
             probs = _softmax(opts.scale * x @ protos.T)
-        keep = pseudo_label_selection(probs, opts.min_confidence, opts.per_class)
+        keep = pseudo_label_selection(probs, opts.per_class, opts.min_confidence)
         anchor_x, anchor_y = anchors
         x_fit = np.concatenate([x[keep], anchor_x])
         y_fit = np.concatenate([probs[keep].argmax(1), anchor_y])
@@ -103,20 +104,10 @@ def label_prototypes(model, ctx, specs: list[LabelSpec], templates: list[str]):
     return protos.astype(np.float32), (emb, owner)
 
 
-def pseudo_label_selection(probs: np.ndarray, min_confidence: float, per_class: int) -> np.ndarray:
-    """Row indices whose top probability ≥ min_confidence, at most `per_class` per label."""
-    best, conf = probs.argmax(1), probs.max(1)
-    keep = []
-    for c in range(probs.shape[1]):
-        rows = np.flatnonzero((best == c) & (conf >= min_confidence))
-        keep.extend(rows[np.argsort(-conf[rows])][:per_class].tolist())
-    return np.asarray(sorted(keep), dtype=np.int64)
-
-
 def _softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(1, keepdims=True)
 
 
-__all__ = ["LabelSpec", "ZeroshotMethod", "parse_labels", "pseudo_label_selection"]
+__all__ = ["LabelSpec", "ZeroshotMethod", "parse_labels"]
