@@ -89,7 +89,8 @@ class FewshotMethod(Method):
 
     def fit(self, ctx: MethodContext) -> TextClassifier:
         opts = self.options
-        data, details = ctx.train, {}
+        model = ctx.new_classifier(ctx.load_encoder(), head="linear", normalize=True)
+        data = ctx.train
         if opts.train_on_validation and len(ctx.val):
             data = _concat(ctx.train, ctx.val)
             console.print(
@@ -99,11 +100,9 @@ class FewshotMethod(Method):
         if opts.label_phrases and not ctx.multi_label and names_are_words(ctx.label_names):
             phrases = label_phrase_rows(ctx.label_names, data)
             data = _concat(data, phrases)
-            details = {"label_phrases": len(phrases)}
+            model.spec.setdefault("details", {})["label_phrases"] = len(phrases)
             console.print(f"fewshot: the label names add {len(phrases)} example phrases.")
         unlabeled = self._unlabeled(ctx, data.texts) if opts.unlabeled else None
-        model = ctx.new_classifier(ctx.load_encoder(), head="linear", normalize=True)
-        model.spec.setdefault("details", {}).update(details)
         targets = ctx.targets(data)
         class_ids = (targets.argmax(1) if ctx.multi_label else targets).numpy()
         frozen = cached_embeddings(model, ctx, data.texts)
