@@ -284,3 +284,31 @@ def test_label_phrase_rows_are_readable_and_labelled(tiny_data):
         "This text is about joy.",
     ]
     assert rows.labels == ["card_arrival", "card_arrival", "joy", "joy"]
+
+
+def test_head_c_is_chosen_on_labelled_rows_with_phrases_always_trained_on():
+    """Label phrases (the last rows) are in every training fold and never scored."""
+    from types import SimpleNamespace
+
+    from tuneforge.methods.fewshot import FewshotMethod
+
+    fitted, scored = [], []
+
+    class Recorder:
+        def fit(self, x, y):
+            fitted.append(set(x[:, 0].astype(int)))
+            return self
+
+        def score(self, x, y):
+            scored.append(set(x[:, 0].astype(int)))
+            return 1.0
+
+    y = np.concatenate([np.repeat(np.arange(3), 4), np.arange(3)])  # 12 rows, then 3 phrases
+    x = np.arange(len(y), dtype=np.float32)[:, None]
+    ctx = SimpleNamespace(multi_label=False, config=SimpleNamespace(seed=0))
+    method = FewshotMethod({"C": [1.0, 4.0]})
+    assert method._choose_c(ctx, lambda c: Recorder(), x, y, n_phrases=3) == 1.0
+    phrases = {12, 13, 14}
+    assert len(scored) == 3 * 2 and all(not (held & phrases) for held in scored)
+    assert all(phrases <= rows for rows in fitted)
+    assert set().union(*scored) == set(range(12))  # every labelled row is held out once

@@ -97,11 +97,12 @@ class FewshotMethod(Method):
                 "fewshot: the validation rows are trained on too (few examples per class); "
                 "its score is optimistic, pass eval data for an honest one."
             )
+        n_phrases = 0
         if opts.label_phrases and not ctx.multi_label and names_are_words(ctx.label_names):
             phrases = label_phrase_rows(ctx.label_names, data)
-            data = _concat(data, phrases)
-            model.spec.setdefault("details", {})["label_phrases"] = len(phrases)
-            console.print(f"fewshot: the label names add {len(phrases)} example phrases.")
+            data, n_phrases = _concat(data, phrases), len(phrases)  # phrases last: see _choose_c
+            model.spec.setdefault("details", {})["label_phrases"] = n_phrases
+            console.print(f"fewshot: the label names add {n_phrases} example phrases.")
         unlabeled = self._unlabeled(ctx, data.texts) if opts.unlabeled else None
         targets = ctx.targets(data)
         class_ids = (targets.argmax(1) if ctx.multi_label else targets).numpy()
@@ -110,7 +111,7 @@ class FewshotMethod(Method):
         embed_rows = self._trainable_embedder(ctx, model, data.texts)
         self._contrastive(ctx, model, embed_rows, class_ids, confusable)
         model.eval()
-        self._fit_head(ctx, model, data, targets.numpy(), unlabeled)
+        self._fit_head(ctx, model, data, targets.numpy(), n_phrases, unlabeled)
         return model
 
     def _unlabeled(self, ctx, labelled: list[str]) -> tuple[list[str], dict]:
@@ -207,12 +208,12 @@ class FewshotMethod(Method):
             epoch += 1
         logger.finish(_Stopped("time budget reached" if step < total else ""))
 
-    def _fit_head(self, ctx, model, data, y: np.ndarray, unlabeled=None) -> None:
+    def _fit_head(self, ctx, model, data, y: np.ndarray, n_phrases: int, unlabeled=None) -> None:
         from tuneforge.methods.head import _copy_into_linear
 
         x = embed_texts(model, ctx, data.texts)
         make = self._head_factory(ctx)
-        best_c = self._choose_c(ctx, make, x, y)
+        best_c = self._choose_c(ctx, make, x, y, n_phrases)
         clf = make(best_c).fit(x, y)
         if unlabeled is not None:
             refit = lambda xs, ys, w: make(best_c).fit(xs, ys, sample_weight=w)  # noqa: E731
@@ -233,15 +234,26 @@ class FewshotMethod(Method):
 
         return make
 
-    def _choose_c(self, ctx, make, x: np.ndarray, y: np.ndarray) -> float:
-        """The head's C by cross-validation on the labelled rows (the last C if too few)."""
-        from sklearn.model_selection import cross_val_score
+    def _choose_c(self, ctx, make, x: np.ndarray, y: np.ndarray, n_phrases: int) -> float:
+        """The head's C by cross-validation on the labelled rows (the last C if too few).
+
+        The last `n_phrases` rows, label phrases, are in every training fold and never scored:
+        they are not examples of the data, and the easiest rows to get right.
+        """
+        from sklearn.model_selection import StratifiedKFold
 
         cs = self.options.C
-        folds = min(3, int(np.bincount(y.argmax(1) if ctx.multi_label else y).min()))
-        if folds < 2 or len(cs) < 2 or ctx.multi_label:
+        real = np.arange(len(y) - n_phrases)
+        folds = 0 if ctx.multi_label else min(3, int(np.bincount(y[real]).min()))
+        if folds < 2 or len(cs) < 2:
             return cs[-1]
-        scores = [cross_val_score(make(c), x, y, cv=folds).mean() for c in cs]
+        phrase_rows = np.arange(len(real), len(y))
+        scores = np.zeros(len(cs))
+        splitter = StratifiedKFold(folds, shuffle=True, random_state=ctx.config.seed)
+        for fit_rows, held in splitter.split(real, y[real]):
+            fit_rows = np.concatenate([fit_rows, phrase_rows])
+            for i, c in enumerate(cs):
+                scores[i] += make(c).fit(x[fit_rows], y[fit_rows]).score(x[held], y[held])
         return cs[int(np.argmax(scores))]
 
     def _self_train(self, ctx, model, x, y, clf, refit, unlabeled):
