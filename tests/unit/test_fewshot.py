@@ -312,3 +312,15 @@ def test_head_c_is_chosen_on_labelled_rows_with_phrases_always_trained_on():
     assert len(scored) == 3 * 2 and all(not (held & phrases) for held in scored)
     assert all(phrases <= rows for rows in fitted)
     assert set().union(*scored) == set(range(12))  # every labelled row is held out once
+
+
+def test_small_sets_with_label_phrases_tune_every_layer_for_fewer_steps():
+    from tuneforge.methods.fewshot import SMALL_SET_ROWS, FewshotMethod
+
+    plan = FewshotMethod().tuning_plan
+    assert plan(60, has_phrases=True) == (0, 60)  # emotion 8-shot: all layers, 60 steps
+    assert plan(60, has_phrases=False) == (2, 120)  # codes as labels: the top 2
+    assert plan(SMALL_SET_ROWS + 1, has_phrases=True) == (2, 120)  # banking77 10-shot: 924
+    given = FewshotMethod({"top_layers": 3, "min_steps": 10}).tuning_plan
+    assert given(60, has_phrases=True) == (3, 10)
+    assert FewshotMethod({"top_layers": 0}).tuning_plan(5000, False) == (0, 60)
