@@ -137,7 +137,7 @@ def run_tuneforge(method, train_file, test_file, shots, seed, base, options):
     import transformers  # noqa: F401
 
     import tuneforge
-    import tuneforge.methods  # noqa: F401  (library imports are outside both timers)
+    import tuneforge.methods  # library imports are outside both timers
     from tuneforge.data.dataset import load_data
     from tuneforge.data.sampling import sample_shots
 
