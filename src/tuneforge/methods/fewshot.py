@@ -107,21 +107,24 @@ class FewshotMethod(Method):
                 "fewshot: the validation rows are trained on too (few examples per class); "
                 "its score is optimistic, pass eval data for an honest one."
             )
+        details = model.spec.setdefault("details", {})
         n_phrases = 0
         if opts.label_phrases and not ctx.multi_label and names_are_words(ctx.label_names):
             phrases = label_phrase_rows(ctx.label_names, data)
             data, n_phrases = _concat(data, phrases), len(phrases)  # phrases last: see _choose_c
-            model.spec.setdefault("details", {})["label_phrases"] = n_phrases
+            details["label_phrases"] = n_phrases
             console.print(f"fewshot: the label names add {n_phrases} example phrases.")
-        self.layers, self.steps_floor = self.tuning_plan(len(data), n_phrases > 0)
-        model.spec.setdefault("details", {})["tuned_layers"] = self.layers or "all"
+        layers, steps_floor = self.tuning_plan(len(data), n_phrases > 0)
+        details["tuned_layers"] = layers or "all"
         unlabeled = self._unlabeled(ctx, data.texts) if opts.unlabeled else None
         targets = ctx.targets(data)
         class_ids = (targets.argmax(1) if ctx.multi_label else targets).numpy()
         frozen = cached_embeddings(model, ctx, data.texts)
         confusable = confusable_classes(frozen, class_ids, opts.hard_negatives)
-        embed_rows = self._trainable_embedder(ctx, model, data.texts)
-        self._contrastive(ctx, model, embed_rows, class_ids, confusable)
+        embed_rows = self._trainable_embedder(ctx, model, data.texts, layers)
+        # top layers alone move less per step than a whole encoder (as in `partial`)
+        lr = ctx.config.lr or (2e-4 if layers else self.default_lr)
+        self._contrastive(ctx, model, embed_rows, class_ids, confusable, lr, steps_floor)
         model.eval()
         self._fit_head(ctx, model, data, targets.numpy(), n_phrases, unlabeled)
         return model
@@ -149,11 +152,7 @@ class FewshotMethod(Method):
         steps = opts.min_steps if opts.min_steps is not None else (120 if layers else 60)
         return layers, steps
 
-    def lr(self, config) -> float:
-        # top layers alone move less per step than a whole encoder (as in `partial`)
-        return config.lr or (2e-4 if self.layers else self.default_lr)
-
-    def _trainable_embedder(self, ctx, model, texts: list[str]):
+    def _trainable_embedder(self, ctx, model, texts: list[str], k: int):
         """(function: row indices -> embeddings with grad, its parameters).
 
         With `top_layers` k, the lower layers run once per text (their outputs are kept) and
@@ -161,7 +160,6 @@ class FewshotMethod(Method):
         """
         from tuneforge.methods.partial import PartialMethod, TopLayers, encoder_layers
 
-        k = self.layers
         layers = encoder_layers(model.encoder) if k else []
         if not k or k >= len(layers):
             ids = ctx.tokenize(texts)
@@ -186,7 +184,7 @@ class FewshotMethod(Method):
         )
         return embed, list(top.parameters())
 
-    def _contrastive(self, ctx, model, embedder, class_ids, confusable) -> None:
+    def _contrastive(self, ctx, model, embedder, class_ids, confusable, lr, steps_floor) -> None:
         cfg, opts = ctx.config, self.options
         embed_rows, params = embedder
 
@@ -201,8 +199,8 @@ class FewshotMethod(Method):
                 seed=cfg.seed + epoch,
             )
 
-        total = max(1, self.steps_floor, math.ceil(cfg.epochs * len(epoch_batches(0))))
-        optimizer = torch.optim.AdamW(params, lr=self.lr(cfg), weight_decay=cfg.weight_decay)
+        total = max(1, steps_floor, math.ceil(cfg.epochs * len(epoch_batches(0))))
+        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
         warmup = int(cfg.warmup_ratio * total)
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: min((s + 1) / (warmup + 1), (total - s) / max(1, total - warmup))
