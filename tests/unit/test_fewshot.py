@@ -318,9 +318,28 @@ def test_small_sets_with_label_phrases_tune_every_layer_for_fewer_steps():
     from tuneforge.methods.fewshot import SMALL_SET_ROWS, FewshotMethod
 
     plan = FewshotMethod().tuning_plan
-    assert plan(60, has_phrases=True) == (0, 60)  # emotion 8-shot: all layers, 60 steps
+    assert plan(60, has_phrases=True) == (0, 45)  # emotion 8-shot: all layers, 45 steps
     assert plan(60, has_phrases=False) == (2, 120)  # codes as labels: the top 2
-    assert plan(SMALL_SET_ROWS + 1, has_phrases=True) == (2, 120)  # banking77 10-shot: 924
+    assert plan(SMALL_SET_ROWS + 1, has_phrases=True) == (2, 120)  # banking77: 924 rows
     given = FewshotMethod({"top_layers": 3, "min_steps": 10}).tuning_plan
     assert given(60, has_phrases=True) == (3, 10)
-    assert FewshotMethod({"top_layers": 0}).tuning_plan(5000, False) == (0, 60)
+    assert FewshotMethod({"top_layers": 0}).tuning_plan(5000, False) == (0, 45)
+
+
+@pytest.mark.parametrize("tune_words", [False, True])
+def test_small_sets_tune_every_layer_but_the_word_embeddings(
+    tiny_bert, tiny_data, tmp_path, tune_words
+):
+    from transformers import AutoModel
+
+    few = sample_shots(load_data(tiny_data["train"]), 8, seed=0)  # 24 rows + 6 phrases
+    opts = {"classes_per_batch": 3, "per_class": 4, "min_steps": 6}
+    model = _tune_fewshot(
+        few, tiny_bert, tiny_data, tmp_path / "m", {**opts, "tune_word_embeddings": tune_words}
+    )
+    assert model.config.method_details["tuned_layers"] == "all"
+    base, tuned = (AutoModel.from_pretrained(p) for p in (tiny_bert, tmp_path / "m" / "encoder"))
+    words = [m.get_input_embeddings().weight for m in (base, tuned)]
+    query = [m.encoder.layer[0].attention.self.query.weight for m in (base, tuned)]
+    assert not torch.equal(*query)
+    assert torch.equal(*words) is not tune_words
