@@ -20,7 +20,8 @@ reach the method), are passed as `-O unlabeled=POOL` (self-training); results th
 fewshot_<task>_selftrain.json.
 
 Training seconds: from the sample in memory to a trained model, model loading included and
-library imports excluded, for setfit and tuneforge alike.
+library imports excluded, for setfit and tuneforge alike. Every run gets an empty embedding
+cache (`TUNEFORGE_CACHE`), so no run reuses frozen embeddings an earlier one computed.
 
 Results: benchmarks/results/fewshot_<task>.json (each run's accuracy, train seconds, peak MB,
 and mean ± std per method).
@@ -270,7 +271,10 @@ def main() -> None:
             ]
             cmd += [f"--option={o}" for o in args.option]
             cmd += ["--unlabeled"] if args.unlabeled else []
-            proc = subprocess.run(cmd, capture_output=True, text=True)
+            with tempfile.TemporaryDirectory(prefix="tuneforge-bench-cache-") as cache:
+                # a cold embedding cache for every run: timings are those of a first run
+                env = {**os.environ, "TUNEFORGE_CACHE": cache}
+                proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if proc.returncode:
                 sys.stderr.write(proc.stderr[-3000:])
                 raise SystemExit(f"run failed: {' '.join(cmd)}")
