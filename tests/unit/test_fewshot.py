@@ -314,16 +314,18 @@ def test_head_c_is_chosen_on_labelled_rows_with_phrases_always_trained_on():
     assert set().union(*scored) == set(range(12))  # every labelled row is held out once
 
 
-def test_small_sets_with_label_phrases_tune_every_layer_for_fewer_steps():
+def test_tuning_plan_follows_set_size_and_label_phrases():
     from tuneforge.methods.fewshot import SMALL_SET_ROWS, FewshotMethod
 
     plan = FewshotMethod().tuning_plan
-    assert plan(60, has_phrases=True) == (0, 45)  # emotion 8-shot: all layers, 45 steps
-    assert plan(60, has_phrases=False) == (2, 120)  # codes as labels: the top 2
-    assert plan(SMALL_SET_ROWS + 1, has_phrases=True) == (2, 120)  # banking77: 924 rows
+    assert plan(60, has_phrases=True) == (0, 45, 2e-4)  # emotion 8-shot: all layers
+    assert plan(16, has_phrases=False) == (2, 60, 4e-4)  # sst2 8-shot, labels 0/1: the top 2
+    assert plan(16, has_phrases=False, lr=1e-5) == (2, 60, 1e-5)  # --lr wins
+    assert plan(SMALL_SET_ROWS + 1, has_phrases=True) == (2, 120, 2e-4)  # banking77: 924 rows
+    assert plan(SMALL_SET_ROWS + 1, has_phrases=False) == (2, 120, 2e-4)
     given = FewshotMethod({"top_layers": 3, "min_steps": 10}).tuning_plan
-    assert given(60, has_phrases=True) == (3, 10)
-    assert FewshotMethod({"top_layers": 0}).tuning_plan(5000, False) == (0, 45)
+    assert given(60, has_phrases=True) == (3, 10, 2e-4)
+    assert FewshotMethod({"top_layers": 0}).tuning_plan(5000, False) == (0, 45, 2e-4)
 
 
 @pytest.mark.parametrize("tune_words", [False, True])
