@@ -35,17 +35,19 @@ from tuneforge.training.progress import TrainLogger, console
 
 # Small sets with label phrases tune every layer: on emotion 8-shot (6 classes, 60 rows with
 # the phrases) all 6 layers for 60 steps gave 44.3/51.6/48.6% on seeds 0-2 against 40.4/49.1/
-# 43.3% for the top 2 for 120 steps, in about the same time. Without phrases they did not help
-# (sst2 8-shot, seed 0: 51.6% vs 54.8%), on banking77 (924 rows) they cost 6x for -0.6, and
-# on the shipped banking20 8-shot sample (200 rows) 2x for +1.0/-2.0 points (seeds 0/1).
+# 43.3% for the top 2 for 120 steps, in about the same time. On banking77 (924 rows) they
+# cost 6x for -0.6, and on the shipped banking20 8-shot sample (200 rows) 2x for +1.0/-2.0
+# points (seeds 0/1).
 # Every layer but the word embeddings, for 45 steps at the top layers' learning rate (2e-4):
 # emotion (5 seeds) 51.6% in 30 s vs 48.3% in 52 s for 60 steps at 5e-5; on two sets not
 # used to choose it (twitter financial news and financial phrasebank 8-shot, 3 seeds each)
 # 52.5/60.5% vs 51.6/61.4%. 4e-4 gave emotion 53.0% but those two 44.7/59.7%.
-# Small sets without label phrases keep the top 2 layers, for 60 steps at 4e-4 instead of 120
-# at 2e-4: sst2 8-shot (16 rows, 5 seeds) 62.7% vs 62.9%, uci sentiment amazon/imdb/yelp 8-shot
-# (not used to choose it, 3 seeds) 79.3% vs 79.4%, in half the time (sst2: 7.6 vs 15.3 s).
+# Small sets without label phrases tune every layer too, but at 5e-5: sst2 8-shot (16 rows,
+# labels 0/1, 5 seeds) 64.8% vs 62.7% for the top 2 for 60 steps at 4e-4 (63.9% at 2e-4, 63.7%
+# at 1e-4); on uci sentiment amazon/imdb/yelp 8-shot (not used to choose it, 3 seeds each)
+# 81.9/77.1/84.3% vs 79.7/77.6/80.5% (2e-4: 81.7/76.3/82.4%).
 SMALL_SET_ROWS = 100
+NO_PHRASE_SMALL_LR = 5e-5
 
 
 class FewshotOptions(MethodOptions):
@@ -53,7 +55,7 @@ class FewshotOptions(MethodOptions):
         None,
         ge=0,
         description="tune only the top k layers on cached lower outputs; 0 = all; default: "
-        f"all for sets of up to {SMALL_SET_ROWS} rows with label phrases, else 2",
+        f"all for sets of up to {SMALL_SET_ROWS} rows (label phrases included), else 2",
     )
     views_per_epoch: int = Field(3, ge=1, description="batches each example is in, per epoch")
     min_steps: int | None = Field(
@@ -61,7 +63,7 @@ class FewshotOptions(MethodOptions):
         ge=0,
         description="at least this many steps however few the rows: with 8 examples of 6 "
         "classes, epochs alone would give a dozen steps (setfit's default pair budget is of "
-        "this order of steps); default 120; for small sets 45 when every layer is tuned, else 60",
+        "this order of steps); default 120, or 45 when every layer is tuned",
     )
     tune_word_embeddings: bool = Field(
         False,
@@ -162,13 +164,11 @@ class FewshotMethod(Method):
         small = rows <= SMALL_SET_ROWS
         layers = opts.top_layers
         if layers is None:
-            layers = 0 if has_phrases and small else 2
-        if not layers:
-            steps, rate = 45, self.default_lr
-        elif small and not has_phrases:
-            steps, rate = 60, 2 * self.default_lr
-        else:
+            layers = 0 if small else 2
+        if layers:
             steps, rate = 120, self.default_lr
+        else:
+            steps, rate = 45, self.default_lr if has_phrases or not small else NO_PHRASE_SMALL_LR
         return layers, steps if opts.min_steps is None else opts.min_steps, lr or rate
 
     def _trainable_embedder(self, ctx, model, texts: list[str], k: int):
