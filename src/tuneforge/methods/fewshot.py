@@ -42,10 +42,10 @@ from tuneforge.training.progress import TrainLogger, console
 # emotion (5 seeds) 51.6% in 30 s vs 48.3% in 52 s for 60 steps at 5e-5; on two sets not
 # used to choose it (twitter financial news and financial phrasebank 8-shot, 3 seeds each)
 # 52.5/60.5% vs 51.6/61.4%. 4e-4 gave emotion 53.0% but those two 44.7/59.7%.
-# Small sets without label phrases tune every layer too, but at 5e-5: sst2 8-shot (16 rows,
-# labels 0/1, 5 seeds) 64.8% vs 62.7% for the top 2 for 60 steps at 4e-4 (63.9% at 2e-4, 63.7%
-# at 1e-4); on uci sentiment amazon/imdb/yelp 8-shot (not used to choose it, 3 seeds each)
-# 81.9/77.1/84.3% vs 79.7/77.6/80.5% (2e-4: 81.7/76.3/82.4%).
+# Small sets without label phrases tune every layer too, but gently: 30 steps at 5e-5. On sst2
+# 8-shot (16 rows, labels 0/1, 5 seeds) 65.3% vs 62.7% for the top 2 for 60 steps at 4e-4 (45
+# steps: 64.8%; 45 at 2e-4: 63.9%); on uci sentiment amazon/imdb/yelp 8-shot (not used to
+# choose it, 3 seeds each) 80.9/76.9/84.3% vs 79.7/77.6/80.5% (45 steps: 81.9/77.1/84.3%).
 SMALL_SET_ROWS = 100
 NO_PHRASE_SMALL_LR = 5e-5
 
@@ -63,7 +63,8 @@ class FewshotOptions(MethodOptions):
         ge=0,
         description="at least this many steps however few the rows: with 8 examples of 6 "
         "classes, epochs alone would give a dozen steps (setfit's default pair budget is of "
-        "this order of steps); default 120, or 45 when every layer is tuned",
+        "this order of steps); default 120; when every layer is tuned 45, or 30 for a small set "
+        "without label phrases",
     )
     tune_word_embeddings: bool = Field(
         False,
@@ -167,8 +168,10 @@ class FewshotMethod(Method):
             layers = 0 if small else 2
         if layers:
             steps, rate = 120, self.default_lr
+        elif small and not has_phrases:
+            steps, rate = 30, NO_PHRASE_SMALL_LR
         else:
-            steps, rate = 45, self.default_lr if has_phrases or not small else NO_PHRASE_SMALL_LR
+            steps, rate = 45, self.default_lr
         return layers, steps if opts.min_steps is None else opts.min_steps, lr or rate
 
     def _trainable_embedder(self, ctx, model, texts: list[str], k: int):
