@@ -34,7 +34,9 @@ def train(
     ),
     out: Path = typer.Option(Path("runs/model"), "--out", "-o", help="Artifact directory."),
     method: str | None = typer.Option(None, help="auto, head, full, lora, partial, ..."),
-    base: str | None = typer.Option(None, help="minilm, e5-multilingual, mpnet, or a local HF dir."),
+    base: str | None = typer.Option(
+        None, help="minilm, e5-multilingual, mpnet, or a local HF dir."
+    ),
     text_col: str | None = typer.Option(None, help="Text column (auto-detected)."),
     label_col: str | None = typer.Option(None, help="Label column (auto-detected)."),
     config: Path | None = typer.Option(None, help="YAML TrainConfig; flags override it."),
