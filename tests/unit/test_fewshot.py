@@ -340,7 +340,8 @@ def test_small_sets_tune_every_layer_but_the_word_embeddings(
     model = _tune_fewshot(
         few, tiny_bert, tiny_data, tmp_path / "m", {**opts, "tune_word_embeddings": tune_words}
     )
-    assert model.config.method_details["tuned_layers"] == "all"
+    details = model.config.method_details
+    assert (details["tuned_layers"], details["lr"], details["min_steps"]) == ("all", 3e-3, 6)
     base, tuned = (AutoModel.from_pretrained(p) for p in (tiny_bert, tmp_path / "m" / "encoder"))
     words = [m.get_input_embeddings().weight for m in (base, tuned)]
     query = [m.encoder.layer[0].attention.self.query.weight for m in (base, tuned)]

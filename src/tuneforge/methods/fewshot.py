@@ -130,7 +130,7 @@ class FewshotMethod(Method):
             details["label_phrases"] = n_phrases
             console.print(f"fewshot: the label names add {n_phrases} example phrases.")
         layers, steps_floor, lr = self.tuning_plan(len(data), n_phrases > 0, ctx.config.lr)
-        details["tuned_layers"] = layers or "all"
+        details.update(tuned_layers=layers or "all", lr=lr, min_steps=steps_floor)
         unlabeled = self._unlabeled(ctx, data.texts) if opts.unlabeled else None
         targets = ctx.targets(data)
         class_ids = (targets.argmax(1) if ctx.multi_label else targets).numpy()
