@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import io
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -109,3 +110,4 @@ def test_mpnet_resolves_to_a_sentence_transformers_dir_when_installed(tmp_path, 
         p.name for p in base.path.iterdir()
     }
     assert resolve_base("mpnet").path == base.path  # unpacked once, then reused
+    shutil.rmtree(base.path)  # 440 MB: not left in pytest's kept temp dirs
