@@ -28,8 +28,8 @@ HEAD_MIN_ROWS = 200_000
 DEFAULT_BUDGET_MINUTES = 30  # what `fewshot` may take when no --max-minutes is given
 # fewshot cost, an upper estimate: rows x words x model size. On 2 CPU cores banking77 10-shot
 # (770 rows, ~12 words) took 69 s on MiniLM-L6 (0.0075 s per row-word) and ~4x that on
-# all-mpnet-base-v2 (model scale 8); small sets cost more per row-word (a fixed number of steps),
-# but seconds.
+# all-mpnet-base-v2 (model scale 8). Small sets cost more per row-word (a fixed number of
+# steps) but take seconds: the floor covers them.
 SECONDS_PER_ROW_WORD = 0.015
 MIN_FEWSHOT_MINUTES = 0.5
 ENGLISH_ONLY_BASES = ("minilm", "mpnet")
