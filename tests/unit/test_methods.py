@@ -92,3 +92,32 @@ def test_partial_caches_lower_layers(tiny_bert, tiny_data, monkeypatch):
     monkeypatch.setattr(partial.PartialMethod, "_lower_states", counting)
     train(tiny_bert, tiny_data, "partial", {"top_layers": 1}, epochs=3)
     assert calls["n"] == 2  # train and validation, once each, whatever the epoch count
+
+
+@pytest.mark.parametrize("arch", ["bert", "mpnet"])
+def test_top_layers_on_cached_states_match_the_full_encoder(arch):
+    """What `partial` and `fewshot` train is what inference runs, MPNet's relative position
+    bias included (without it the top layers trained on states inference never produces)."""
+    import torch
+    from transformers import BertConfig, BertModel, MPNetConfig, MPNetModel
+
+    from tuneforge.methods.partial import TopLayers, encoder_layers
+    from tuneforge.models.classifier import Pooler
+
+    torch.manual_seed(0)
+    size = dict(vocab_size=50, hidden_size=32, num_hidden_layers=3, num_attention_heads=2)
+    size.update(intermediate_size=64, max_position_embeddings=66)
+    encoder = BertModel(BertConfig(**size)) if arch == "bert" else MPNetModel(MPNetConfig(**size))
+    encoder.eval()
+    ids = torch.randint(5, 50, (3, 12))
+    mask = torch.ones_like(ids)
+    mask[1, 7:] = 0
+    pooler = Pooler("mean", normalize=True)
+    with torch.no_grad():
+        out = encoder(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        trained = encoder_layers(encoder)[1:]
+        top = TopLayers(encoder, trained, pooler, torch.nn.Identity())
+        cached = top(out.hidden_states[1], mask)
+    torch.testing.assert_close(cached, pooler(out.last_hidden_state, mask))
+    # the frozen encoder is not a submodule: an optimizer over top.parameters() moves no more
+    assert {id(p) for p in top.parameters()} == {id(p) for p in trained.parameters()}

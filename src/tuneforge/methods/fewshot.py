@@ -200,7 +200,7 @@ class FewshotMethod(Method):
         top = torch.nn.ModuleList(layers[len(layers) - k :])
         top.requires_grad_(True)
         top.train()
-        module = TopLayers(model.encoder.config, top, model.pooler, torch.nn.Identity())
+        module = TopLayers(model.encoder, top, model.pooler, torch.nn.Identity())
         embed = in_length_groups(
             lambda rows: module(**pad_hidden_batch([states[i] for i in rows])),
             [s.shape[0] for s in states],
