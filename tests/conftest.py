@@ -72,6 +72,33 @@ def tiny_bert(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_mpnet(tiny_bert, tmp_path_factory) -> Path:
+    """A 2-layer, 48-dim random MPNet whose vocabulary is tiny_bert's with MPNet's four special
+    tokens in front and <mask> at the end: the layout of all-mpnet-base-v2 against MiniLM."""
+    import json
+
+    import torch
+    from transformers import MPNetConfig, MPNetModel, MPNetTokenizerFast
+
+    path = tmp_path_factory.mktemp("tiny-mpnet")
+    bert_vocab = json.loads((tiny_bert / "tokenizer.json").read_text())["model"]["vocab"]
+    words = sorted(bert_vocab, key=bert_vocab.get)
+    vocab = ["<s>", "<pad>", "</s>", "<unk>", *words, "<mask>"]
+    MPNetTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(path)
+    torch.manual_seed(1)
+    config = MPNetConfig(
+        vocab_size=len(vocab),
+        hidden_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=66,
+    )
+    MPNetModel(config).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("data")
     return {

@@ -44,15 +44,18 @@ class TorchRuntime:
 
     @classmethod
     def load(cls, directory: Path, config: ArtifactConfig) -> TorchRuntime:
-        from transformers import AutoModel
+        from tuneforge.models.pair import load_encoder_dir
 
         quiet_hf()
-        encoder = AutoModel.from_pretrained(str(directory / ENCODER_DIR))
+        encoder = load_encoder_dir(directory / ENCODER_DIR)
         head = build_head(
             encoder.config.hidden_size, len(config.labels), config.head, config.head_hidden
         )
         head.load_state_dict(load_file(directory / HEAD_FILE))
-        return cls(TextClassifier(encoder, head, Pooler(config.pooling, config.normalize)))
+        segments = getattr(encoder.config, "sizes", None)
+        return cls(
+            TextClassifier(encoder, head, Pooler(config.pooling, config.normalize, segments))
+        )
 
 
 def _tensors(batch: dict) -> dict[str, torch.Tensor]:

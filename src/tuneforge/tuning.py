@@ -18,8 +18,10 @@ from tuneforge.data import (
     load_data,
     stratified_split,
 )
-from tuneforge.methods import MethodContext, get_method
+from tuneforge.errors import ConfigError
+from tuneforge.methods import METHODS, MethodContext, get_method
 from tuneforge.methods.auto import choose_method, model_scale
+from tuneforge.methods.base import pair_capable_methods
 from tuneforge.models.registry import resolve_base
 from tuneforge.runtime import TorchRuntime
 from tuneforge.training.progress import console
@@ -84,6 +86,8 @@ def tune(
         if cfg.method == "auto"
         else (cfg.method, "chosen by the user")
     )
+    if base_model.companions and not METHODS[name].trains_pairs:
+        name, reason = _pair_fallback(name, reason, cfg)
     method_impl = get_method(name, cfg.method_options)
     if cfg.method == "auto":
         console.print(f"[bold]method auto → {name}[/]: {reason}")
@@ -143,6 +147,17 @@ def tune(
         model.save(out)
     shutil.rmtree(workdir, ignore_errors=True)  # the run finished: checkpoints are spent
     return model
+
+
+def _pair_fallback(name: str, reason: str, cfg: TrainConfig) -> tuple[str, str]:
+    """`auto` on a base pair falls back to `head`; an explicit method that cannot is an error."""
+    usable = ", ".join(pair_capable_methods())
+    if cfg.method != "auto":
+        raise ConfigError(
+            f"Method '{name}' trains a single encoder, and base '{cfg.base}' is a pair. Use "
+            f"--method {usable.replace(', ', ' or ')}, or one base model."
+        )
+    return "head", f"{reason}; but base '{cfg.base}' is a pair, which only {usable} train: head"
 
 
 def _read_log(file: Path) -> list[dict]:

@@ -74,10 +74,15 @@ def _probs(model, id_lists: list[list[int]]) -> np.ndarray:
 
 
 def supports_gradients(model) -> bool:
-    """A PyTorch runtime, and captum installed (the `report` extra)."""
+    """A PyTorch runtime of one encoder (a base pair has two embedding layers to attribute
+    through), and captum installed (the `report` extra)."""
     from importlib.util import find_spec
 
-    return hasattr(model.runtime, "classifier") and find_spec("captum") is not None
+    classifier = getattr(model.runtime, "classifier", None)
+    return (
+        hasattr(getattr(classifier, "encoder", None), "get_input_embeddings")
+        and find_spec("captum") is not None
+    )
 
 
 def _ig_weights(model, enc: _Encoded, target: int, n_steps: int) -> np.ndarray:
@@ -123,7 +128,7 @@ def explain(
         method = "integrated_gradients" if supports_gradients(model) else "occlusion"
     if method == "integrated_gradients" and not supports_gradients(model):
         raise ConfigError(
-            f"Integrated gradients need a PyTorch model and captum (pip install "
+            f"Integrated gradients need a PyTorch model of one encoder and captum (pip install "
             f"'tuneforge[report]'); runtime is '{model.config.runtime}'. Use --method occlusion."
         )
     if method not in ("integrated_gradients", "occlusion"):

@@ -116,6 +116,11 @@ def _check_args(source, quantize, prune_layers, val, skip_gate, distil_data) -> 
         )
     if prune_layers < 0:
         raise ConfigError("--prune-layers must be >= 0.")
+    if prune_layers and hasattr(source.runtime.classifier.encoder.config, "sizes"):
+        raise ConfigError(
+            "--prune-layers works on one encoder; this model's base is a pair "
+            f"({source.config.base}). Export it without pruning."
+        )
     if prune_layers and distil_data is None:
         raise ConfigError(
             "A pruned model is re-tuned from the original: pass --distil-data FILE (the "
@@ -130,8 +135,11 @@ def _write_onnx_artifact(source, classifier, tmp: Path, quantize, fuse, report) 
     with tempfile.TemporaryDirectory() as scratch:
         current = to_onnx(classifier, Path(scratch) / "traced.onnx")
         enc = classifier.encoder.config
-        if fuse and fuse_transformer(
-            current, Path(scratch) / "fused.onnx", enc.num_attention_heads, enc.hidden_size
+        heads = getattr(enc, "num_attention_heads", None)  # a base pair has two attention shapes
+        if (
+            fuse
+            and heads
+            and fuse_transformer(current, Path(scratch) / "fused.onnx", heads, enc.hidden_size)
         ):
             current, report.fused = Path(scratch) / "fused.onnx", True
         if quantize == "int8":

@@ -140,11 +140,15 @@ def _non_latin_share(texts: list[str]) -> float:
 
 
 def model_scale(base) -> float:
-    """Training cost of a resolved base model relative to MiniLM-L6 (layers x width^2)."""
+    """Training cost of a resolved base model relative to MiniLM-L6 (layers x width^2); a base
+    pair costs the sum of its members."""
     import json
 
-    try:
-        cfg = json.loads((base.path / "config.json").read_text())
-        return cfg["num_hidden_layers"] * cfg["hidden_size"] ** 2 / (6 * 384**2)
-    except (OSError, KeyError, ValueError):
-        return 1.0
+    def scale(path) -> float:
+        try:
+            cfg = json.loads((path / "config.json").read_text())
+            return cfg["num_hidden_layers"] * cfg["hidden_size"] ** 2 / (6 * 384**2)
+        except (OSError, KeyError, ValueError):
+            return 1.0
+
+    return sum(scale(member.path) for member in base.members())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -50,11 +50,31 @@ class MethodContext:
         return self._tokenizer
 
     def load_encoder(self) -> torch.nn.Module:
+        """The base's encoder; for a base pair an `EncoderPair` reading our tokenizer's ids."""
         from transformers import AutoModel
 
         quiet_hf()
         torch.manual_seed(self.config.seed)
-        return AutoModel.from_pretrained(str(self.base.path))
+        encoder = AutoModel.from_pretrained(str(self.base.path))
+        if not self.base.companions:
+            return encoder
+        others = [self.for_base(b) for b in self.base.members()[1:]]
+        return self.join_encoders([encoder, *(o.load_encoder() for o in others)])
+
+    def for_base(self, base: BaseModel) -> MethodContext:
+        """This context with another base model (a member of a base pair)."""
+        return replace(self, base=base)
+
+    def join_encoders(self, encoders: list[torch.nn.Module]) -> torch.nn.Module:
+        """The base pair's members, loaded (and maybe tuned) one by one, as one encoder."""
+        from tuneforge.models.pair import build_pair
+
+        members = self.base.members()
+        tokenizers = [
+            self.load_tokenizer(),
+            *(self.for_base(b).load_tokenizer() for b in members[1:]),
+        ]
+        return build_pair(members, tokenizers, encoders, self.train.texts)
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         tok = self.load_tokenizer()
@@ -83,7 +103,7 @@ class MethodContext:
         model = TextClassifier(
             encoder,
             build_head(dim, len(self.label_names), head, hidden),
-            Pooler(self.base.pooling, normalize),
+            Pooler(self.base.pooling, normalize, segments=getattr(encoder.config, "sizes", None)),
         )
         model.spec = {
             "head": head,
@@ -140,6 +160,7 @@ class Method:
     name: ClassVar[str] = ""
     Options: ClassVar[type[MethodOptions]] = MethodOptions
     default_lr: ClassVar[float] = 1e-4
+    trains_pairs: ClassVar[bool] = False  # can it use a base pair (`--base mpnet+minilm`)?
 
     def __init__(self, options: dict | None = None) -> None:
         try:
@@ -167,6 +188,10 @@ def register_method(cls: type[Method]) -> type[Method]:
         raise ValueError(f"{cls.__name__} needs a `name`")
     METHODS[cls.name] = cls
     return cls
+
+
+def pair_capable_methods() -> list[str]:
+    return sorted(name for name, cls in METHODS.items() if cls.trains_pairs)
 
 
 def get_method(name: str, options: dict | None = None) -> Method:

@@ -37,7 +37,8 @@ def cached_embeddings(model, ctx, texts: list[str], use_cache: bool = True) -> n
     max_len = min(ctx.config.max_length, ctx.base.max_length)
     spec = model.spec
     key = texts_key(texts, max_len, ctx.base.text_prefix, spec["pooling"], spec["normalize"])
-    file = cache_dir("embeddings", model_fingerprint(ctx.base.path)) / f"{key}.npy"
+    fingerprint = "-".join(model_fingerprint(b.path) for b in ctx.base.members())
+    file = cache_dir("embeddings", fingerprint) / f"{key}.npy"
     if use_cache and file.exists():
         return np.load(file)
     emb = embed_texts(model, ctx, texts, progress="embedding")

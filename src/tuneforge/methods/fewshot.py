@@ -111,10 +111,10 @@ class FewshotMethod(Method):
     name = "fewshot"
     Options = FewshotOptions
     default_lr = 2e-4  # high for an encoder: few steps (top layers alone move less per step)
+    trains_pairs = True  # each member of a pair is tuned on its own, then they are joined
 
     def fit(self, ctx: MethodContext) -> TextClassifier:
         opts = self.options
-        model = ctx.new_classifier(ctx.load_encoder(), head="linear", normalize=True)
         data = ctx.train
         if opts.train_on_validation and len(ctx.val):
             data = _concat(ctx.train, ctx.val)
@@ -122,25 +122,44 @@ class FewshotMethod(Method):
                 "fewshot: the validation rows are trained on too (few examples per class); "
                 "its score is optimistic, pass eval data for an honest one."
             )
-        details = model.spec.setdefault("details", {})
+        details = {}
         n_phrases = 0
         if opts.label_phrases and not ctx.multi_label and names_are_words(ctx.label_names):
             phrases = label_phrase_rows(ctx.label_names, data)
             data, n_phrases = _concat(data, phrases), len(phrases)  # phrases last: see _choose_c
             details["label_phrases"] = n_phrases
             console.print(f"fewshot: the label names add {n_phrases} example phrases.")
-        layers, steps_floor, lr = self.tuning_plan(len(data), n_phrases > 0, ctx.config.lr)
-        details.update(tuned_layers=layers or "all", lr=lr, min_steps=steps_floor)
+        plan = self.tuning_plan(len(data), n_phrases > 0, ctx.config.lr)
+        details.update(tuned_layers=plan[0] or "all", lr=plan[2], min_steps=plan[1])
         unlabeled = self._unlabeled(ctx, data.texts) if opts.unlabeled else None
         targets = ctx.targets(data)
         class_ids = (targets.argmax(1) if ctx.multi_label else targets).numpy()
-        frozen = cached_embeddings(model, ctx, data.texts)
-        confusable = confusable_classes(frozen, class_ids, opts.hard_negatives)
-        embed_rows = self._trainable_embedder(ctx, model, data.texts, layers)
-        self._contrastive(ctx, model, embed_rows, class_ids, confusable, lr, steps_floor)
-        model.eval()
+        minutes = ctx.config.max_minutes
+        deadline = time.monotonic() + 60 * minutes if minutes else math.inf
+        members = ctx.base.members()
+        tuned = []
+        for base in members:  # a base pair: each encoder tuned on its own, then joined
+            if len(members) > 1:
+                console.print(f"fewshot: tuning {base.name} ({len(tuned) + 1}/{len(members)}).")
+            member_ctx = ctx.for_base(base) if len(members) > 1 else ctx
+            tuned.append(self._tuned(member_ctx, data.texts, class_ids, plan, deadline))
+        model = tuned[0]
+        if len(tuned) > 1:
+            encoder = ctx.join_encoders([m.encoder for m in tuned])
+            model = ctx.new_classifier(encoder, head="linear", normalize=True).eval()
+        model.spec["details"] = details
         self._fit_head(ctx, model, data, targets.numpy(), n_phrases, unlabeled)
         return model
+
+    def _tuned(self, ctx, texts, class_ids, plan, deadline: float) -> TextClassifier:
+        """The base's encoder after contrastive tuning on `texts`, with an untrained head."""
+        layers, steps_floor, lr = plan
+        model = ctx.new_classifier(ctx.load_encoder(), head="linear", normalize=True)
+        frozen = cached_embeddings(model, ctx, texts)
+        confusable = confusable_classes(frozen, class_ids, self.options.hard_negatives)
+        embed_rows = self._trainable_embedder(ctx, model, texts, layers)
+        self._contrastive(ctx, model, embed_rows, class_ids, confusable, lr, steps_floor, deadline)
+        return model.eval()
 
     def _unlabeled(self, ctx, labelled: list[str]) -> tuple[list[str], dict]:
         if ctx.multi_label:
@@ -207,7 +226,9 @@ class FewshotMethod(Method):
         )
         return embed, list(top.parameters())
 
-    def _contrastive(self, ctx, model, embedder, class_ids, confusable, lr, steps_floor) -> None:
+    def _contrastive(
+        self, ctx, model, embedder, class_ids, confusable, lr, steps_floor, deadline
+    ) -> None:
         cfg, opts = ctx.config, self.options
         embed_rows, params = embedder
 
@@ -230,7 +251,6 @@ class FewshotMethod(Method):
         )
         logger = TrainLogger(progress=ctx.progress, log_dir=ctx.log_dir)
         logger.start(total, 0)
-        deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes else math.inf
         labels = torch.as_tensor(class_ids)
         step, epoch = 0, 0
         while step < total and time.monotonic() < deadline:

@@ -31,6 +31,7 @@ class HeadMethod(Method):
     name = "head"
     Options = HeadOptions
     default_lr = 1e-3
+    trains_pairs = True  # the frozen encoders give the embeddings, whatever their number
 
     def fit(self, ctx: MethodContext) -> TextClassifier:
         opts = self.options

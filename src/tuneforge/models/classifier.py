@@ -14,17 +14,29 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class Pooler(nn.Module):
-    """Mean or CLS pooling, optionally L2-normalized (the sentence-embedding space)."""
+    """Mean or CLS pooling, optionally L2-normalized (the sentence-embedding space).
 
-    def __init__(self, mode: str = "mean", normalize: bool = False) -> None:
+    `segments`: widths of encoders side by side (a base pair); each part is normalized on its
+    own, then the whole scaled back to unit length, so every encoder weighs the same.
+    """
+
+    def __init__(
+        self, mode: str = "mean", normalize: bool = False, segments: list[int] | None = None
+    ) -> None:
         super().__init__()
         if mode not in ("mean", "cls"):
             raise ValueError(f"pooling must be 'mean' or 'cls', got {mode!r}")
-        self.mode, self.normalize = mode, normalize
+        self.mode, self.normalize, self.segments = mode, normalize, list(segments or [])
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         pooled = mean_pool(hidden, mask) if self.mode == "mean" else hidden[:, 0]
-        return nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
+        if not self.normalize:
+            return pooled
+        if len(self.segments) < 2:
+            return nn.functional.normalize(pooled, dim=-1)
+        parts = torch.split(pooled, self.segments, dim=-1)
+        joined = torch.cat([nn.functional.normalize(p, dim=-1) for p in parts], dim=-1)
+        return joined / len(parts) ** 0.5
 
 
 def build_head(

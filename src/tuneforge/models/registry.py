@@ -1,16 +1,19 @@
-"""Resolve a base model name (`minilm`, `e5-multilingual`, `mpnet`) or a local dir to a HF dir."""
+"""Resolve a base model name (`minilm`, `e5-multilingual`, `mpnet`), a local dir, or a pair of
+them (`mpnet+minilm`, see models/pair.py) to Hugging Face model directories."""
 
 from __future__ import annotations
 
 import importlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tuneforge.errors import ModelNotFoundError
 from tuneforge.models.mpnet_parts import INSTALL_COMMAND as MPNET_INSTALL
 from tuneforge.models.mpnet_parts import mpnet_model_dir
+
+PAIR_SEPARATOR = "+"
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,12 @@ class BaseModel:
     pooling: str = "mean"
     text_prefix: str = ""  # e5 models expect "query: " before every input
     max_length: int = 256
+    # a base pair: more encoders read this one's tokens (models/pair.py); `path` is the first's
+    companions: tuple[BaseModel, ...] = ()
+
+    def members(self) -> list[BaseModel]:
+        """Each encoder of the base as a base of its own (just this one if not a pair)."""
+        return [replace(self, companions=()), *self.companions] if self.companions else [self]
 
 
 @dataclass(frozen=True)
@@ -94,10 +103,33 @@ def resolve_base(name_or_path: str | Path) -> BaseModel:
                 "`model.save_pretrained(dir)` and `tokenizer.save_pretrained(dir)`)."
             )
         return BaseModel(path.name, path.resolve(), _pooling_of(path), "", _max_len_of(path))
+    if PAIR_SEPARATOR in key:
+        return _resolve_pair(key)
     raise ModelNotFoundError(
-        f"Unknown base model '{key}'. Use one of {', '.join(BASE_MODELS)}, or "
-        "the path of a local Hugging Face model directory. Models are never "
-        "downloaded from a hub."
+        f"Unknown base model '{key}'. Use one of {', '.join(BASE_MODELS)}, "
+        "the path of a local Hugging Face model directory, or two of them joined by '+' "
+        "(a base pair, e.g. mpnet+minilm). Models are never downloaded from a hub."
+    )
+
+
+def _resolve_pair(key: str) -> BaseModel:
+    names = key.split(PAIR_SEPARATOR)
+    if len(names) != 2 or not all(names):
+        raise ModelNotFoundError(
+            f"Base '{key}': a base pair is two base models joined by '+', e.g. mpnet+minilm."
+        )
+    first, second = (resolve_base(n) for n in names)
+    if (first.pooling, first.text_prefix) != (second.pooling, second.text_prefix):
+        raise ModelNotFoundError(
+            f"Base pair '{key}': the two models want different inputs or pooling "
+            f"({first.pooling!r} pooling, prefix {first.text_prefix!r} vs {second.pooling!r}, "
+            f"{second.text_prefix!r}); pair models of the same family, e.g. mpnet+minilm."
+        )
+    return replace(
+        first,
+        name=key,
+        max_length=min(first.max_length, second.max_length),
+        companions=(second,),
     )
 
 

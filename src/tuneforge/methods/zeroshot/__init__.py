@@ -41,6 +41,7 @@ class ZeroshotOptions(MethodOptions):
 class ZeroshotMethod(Method):
     name = "zeroshot"
     Options = ZeroshotOptions
+    trains_pairs = True  # the frozen encoders give the embeddings, whatever their number
 
     def fit(self, ctx: MethodContext) -> TextClassifier:
         opts = self.options
