@@ -43,7 +43,7 @@ def test_encoders_that_split_text_differently_cannot_be_paired(tiny_bert, tmp_pa
     BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(tmp_path)
     words, chars = tokenizers(tiny_bert, tmp_path)
     bridge = vocab_bridge(words, chars)
-    with pytest.raises(ConfigError, match="split text into different tokens.*mpnet\\+minilm"):
+    with pytest.raises(ConfigError, match=r"split text into different tokens.*mpnet\+minilm"):
         check_same_tokenization(words, chars, bridge, TEXTS, ["words", "chars"])
 
 
@@ -112,7 +112,7 @@ def test_head_and_zeroshot_work_on_a_pair(tiny_mpnet, tiny_bert, tiny_data):
 
 def test_methods_of_one_encoder_refuse_a_pair_and_auto_falls_back(tiny_mpnet, tiny_bert, tiny_data):
     base = f"{tiny_mpnet}+{tiny_bert}"
-    with pytest.raises(ConfigError, match="Method 'lora'.*--method fewshot or head or zeroshot"):
+    with pytest.raises(ConfigError, match=r"Method 'lora'.*--method fewshot or head or zeroshot"):
         tuneforge.tune(tiny_data["train"], base=base, method="lora", **FAST)
     from conftest import make_texts, write_csv
 
