@@ -30,4 +30,8 @@ def info(
     for name, spec in BASE_MODELS.items():
         typer.echo(f"  {name:18} {spec.description}  ({spec.install})")
     typer.echo("  <path>             any local Hugging Face model directory")
+    typer.echo(
+        "  A+B                a base pair, e.g. mpnet+minilm: two encoders that share a "
+        "vocabulary, embeddings side by side (methods fewshot, head, zeroshot)"
+    )
     typer.echo("Methods: auto, " + ", ".join(sorted(METHODS)))

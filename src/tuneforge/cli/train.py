@@ -35,7 +35,7 @@ def train(
     out: Path = typer.Option(Path("runs/model"), "--out", "-o", help="Artifact directory."),
     method: str | None = typer.Option(None, help="auto, head, full, lora, partial, ..."),
     base: str | None = typer.Option(
-        None, help="minilm, e5-multilingual, mpnet, or a local HF dir."
+        None, help="minilm, e5-multilingual, mpnet, a local HF dir, or a pair: mpnet+minilm."
     ),
     text_col: str | None = typer.Option(None, help="Text column (auto-detected)."),
     label_col: str | None = typer.Option(None, help="Label column (auto-detected)."),
