@@ -126,6 +126,10 @@ def test_pair_names_are_checked(tiny_mpnet, tiny_bert):
     pair = resolve_base(f"{tiny_mpnet}+{tiny_bert}")
     assert [m.path for m in pair.members()] == [tiny_mpnet.resolve(), tiny_bert.resolve()]
     assert pair.max_length == min(m.max_length for m in pair.members())
+    from tuneforge.methods.auto import model_scale
+
+    first, second = pair.members()
+    assert model_scale(pair) == pytest.approx(model_scale(first) + model_scale(second))
     with pytest.raises(ModelNotFoundError, match="two base models joined by"):
         resolve_base(f"{tiny_bert}+{tiny_bert}+{tiny_bert}")
     with pytest.raises(ModelNotFoundError, match="Unknown base model 'nope'"):
