@@ -48,27 +48,32 @@ def write_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def tiny_bert(tmp_path_factory) -> Path:
-    """A 2-layer, 32-dim random BERT with a word-level vocab of the fixture words."""
+def _save_tiny_encoder(path: Path, vocab: list[str], kind: str, seed: int, hidden: int) -> Path:
+    """A 2-layer random encoder of `kind` ("Bert" or "MPNet") with a word-level tokenizer."""
     import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    import transformers
 
-    path = tmp_path_factory.mktemp("tiny-bert")
-    words = sorted({w for ws in TOPICS.values() for w in ws} | set(FILLER))
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, *"abcdefghijklmnopqrstuvwxyz"]
-    BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(path)
-    torch.manual_seed(0)
-    config = BertConfig(
+    tokenizer = getattr(transformers, f"{kind}TokenizerFast")
+    tokenizer(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(path)
+    torch.manual_seed(seed)
+    config = getattr(transformers, f"{kind}Config")(
         vocab_size=len(vocab),
-        hidden_size=32,
+        hidden_size=hidden,
         num_hidden_layers=2,
         num_attention_heads=2,
         intermediate_size=64,
-        max_position_embeddings=64,
+        max_position_embeddings=66 if kind == "MPNet" else 64,  # MPNet: 2 past the padding id
     )
-    BertModel(config).save_pretrained(path)
+    getattr(transformers, f"{kind}Model")(config).save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A 2-layer, 32-dim random BERT with a word-level vocab of the fixture words."""
+    words = sorted({w for ws in TOPICS.values() for w in ws} | set(FILLER))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, *"abcdefghijklmnopqrstuvwxyz"]
+    return _save_tiny_encoder(tmp_path_factory.mktemp("tiny-bert"), vocab, "Bert", 0, 32)
 
 
 @pytest.fixture(scope="session")
@@ -77,25 +82,9 @@ def tiny_mpnet(tiny_bert, tmp_path_factory) -> Path:
     tokens in front and <mask> at the end: the layout of all-mpnet-base-v2 against MiniLM."""
     import json
 
-    import torch
-    from transformers import MPNetConfig, MPNetModel, MPNetTokenizerFast
-
-    path = tmp_path_factory.mktemp("tiny-mpnet")
     bert_vocab = json.loads((tiny_bert / "tokenizer.json").read_text())["model"]["vocab"]
-    words = sorted(bert_vocab, key=bert_vocab.get)
-    vocab = ["<s>", "<pad>", "</s>", "<unk>", *words, "<mask>"]
-    MPNetTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(path)
-    torch.manual_seed(1)
-    config = MPNetConfig(
-        vocab_size=len(vocab),
-        hidden_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=66,
-    )
-    MPNetModel(config).save_pretrained(path)
-    return path
+    vocab = ["<s>", "<pad>", "</s>", "<unk>", *sorted(bert_vocab, key=bert_vocab.get), "<mask>"]
+    return _save_tiny_encoder(tmp_path_factory.mktemp("tiny-mpnet"), vocab, "MPNet", 1, 48)
 
 
 @pytest.fixture(scope="session")
