@@ -44,7 +44,7 @@ class TorchRuntime:
 
     @classmethod
     def load(cls, directory: Path, config: ArtifactConfig) -> TorchRuntime:
-        from tuneforge.models.pair import load_encoder_dir
+        from tuneforge.models.pair import load_encoder_dir, member_widths
 
         quiet_hf()
         encoder = load_encoder_dir(directory / ENCODER_DIR)
@@ -52,10 +52,8 @@ class TorchRuntime:
             encoder.config.hidden_size, len(config.labels), config.head, config.head_hidden
         )
         head.load_state_dict(load_file(directory / HEAD_FILE))
-        segments = getattr(encoder.config, "sizes", None)
-        return cls(
-            TextClassifier(encoder, head, Pooler(config.pooling, config.normalize, segments))
-        )
+        pooler = Pooler(config.pooling, config.normalize, member_widths(encoder))
+        return cls(TextClassifier(encoder, head, pooler))
 
 
 def _tensors(batch: dict) -> dict[str, torch.Tensor]:

@@ -151,13 +151,14 @@ def tune(
 
 def _pair_fallback(name: str, reason: str, cfg: TrainConfig) -> tuple[str, str]:
     """`auto` on a base pair falls back to `head`; an explicit method that cannot is an error."""
-    usable = ", ".join(pair_capable_methods())
+    usable = pair_capable_methods()
     if cfg.method != "auto":
         raise ConfigError(
             f"Method '{name}' trains a single encoder, and base '{cfg.base}' is a pair. Use "
-            f"--method {usable.replace(', ', ' or ')}, or one base model."
+            f"--method {' or '.join(usable)}, or one base model."
         )
-    return "head", f"{reason}; but base '{cfg.base}' is a pair, which only {usable} train: head"
+    only = ", ".join(usable)
+    return "head", f"{reason}; but base '{cfg.base}' is a pair, which only {only} train: head"
 
 
 def _read_log(file: Path) -> list[dict]:

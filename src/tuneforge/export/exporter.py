@@ -102,6 +102,8 @@ def export_model(
 
 
 def _check_args(source, quantize, prune_layers, val, skip_gate, distil_data) -> None:
+    from tuneforge.models.pair import member_widths
+
     if not hasattr(source.runtime, "classifier"):
         raise ArtifactError(
             "Only PyTorch artifacts can be exported; this one already runs on "
@@ -116,7 +118,7 @@ def _check_args(source, quantize, prune_layers, val, skip_gate, distil_data) -> 
         )
     if prune_layers < 0:
         raise ConfigError("--prune-layers must be >= 0.")
-    if prune_layers and hasattr(source.runtime.classifier.encoder.config, "sizes"):
+    if prune_layers and member_widths(source.runtime.classifier.encoder):
         raise ConfigError(
             "--prune-layers works on one encoder; this model's base is a pair "
             f"({source.config.base}). Export it without pruning."

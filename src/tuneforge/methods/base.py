@@ -98,12 +98,14 @@ class MethodContext:
         normalize: bool = False,
         hidden: int = 0,
     ) -> TextClassifier:
+        from tuneforge.models.pair import member_widths
+
         torch.manual_seed(self.config.seed)
         dim = encoder.config.hidden_size
         model = TextClassifier(
             encoder,
             build_head(dim, len(self.label_names), head, hidden),
-            Pooler(self.base.pooling, normalize, segments=getattr(encoder.config, "sizes", None)),
+            Pooler(self.base.pooling, normalize, segments=member_widths(encoder)),
         )
         model.spec = {
             "head": head,

@@ -43,9 +43,9 @@ def vocab_bridge(primary, member) -> torch.Tensor:
         if token in vocab:
             bridge[i] = vocab[token]
     for role in SPECIAL_ROLES:  # <s> is [CLS], </s> is [SEP]: same role, other spelling
-        ours, theirs = getattr(primary, f"{role}_id", None), getattr(member, f"{role}_id", None)
-        if ours is not None and theirs is not None:
-            bridge[ours] = theirs
+        our_id, their_id = getattr(primary, f"{role}_id", None), getattr(member, f"{role}_id", None)
+        if our_id is not None and their_id is not None:
+            bridge[our_id] = their_id
     return bridge
 
 
@@ -145,6 +145,11 @@ class EncoderPair(nn.Module):
         bridges = load_file(directory / BRIDGES_FILE)
         ordered = [bridges[f"bridge_{i}"] for i in range(1, info["members"])]
         return cls(encoders, ordered, info["names"])
+
+
+def member_widths(encoder: nn.Module) -> list[int] | None:
+    """Each member's width for a base pair (the `Pooler` segments); None for one encoder."""
+    return encoder.config.sizes if isinstance(encoder, EncoderPair) else None
 
 
 def load_encoder_dir(directory: Path) -> nn.Module:
