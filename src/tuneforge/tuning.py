@@ -86,7 +86,7 @@ def tune(
         if cfg.method == "auto"
         else (cfg.method, "chosen by the user")
     )
-    if base_model.companions and name in METHODS and not METHODS[name].trains_pairs:
+    if base_model.pair_of and name in METHODS and not METHODS[name].trains_pairs:
         name, reason = _pair_fallback(name, reason, cfg)
     method_impl = get_method(name, cfg.method_options)
     if cfg.method == "auto":

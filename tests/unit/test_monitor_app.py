@@ -7,8 +7,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from monitor_fakes import fake_classifier, write_settings
 
+from monitor_fakes import fake_classifier, write_settings
 from tuneforge.apps.monitor.app import COOKIE, create_app
 from tuneforge.apps.monitor.home import open_monitor
 from tuneforge.apps.monitor.settings import WebhookSettings

@@ -6,9 +6,9 @@ import json
 import random
 
 import pytest
-from monitor_fakes import fake_classifier, write_settings
 from sqlalchemy import func, select
 
+from monitor_fakes import fake_classifier, write_settings
 from tuneforge.apps.monitor import migrations
 from tuneforge.apps.monitor.home import open_monitor
 from tuneforge.apps.monitor.ingest import RawItem, read_items, watch_directory

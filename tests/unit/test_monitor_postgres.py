@@ -7,6 +7,7 @@ Each run works in its own schema (dropped afterwards), so runs never see each ot
 from __future__ import annotations
 
 import pytest
+
 from monitor_fakes import fake_classifier, write_settings
 
 

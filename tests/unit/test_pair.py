@@ -126,6 +126,8 @@ def test_pair_names_are_checked(tiny_mpnet, tiny_bert):
     pair = resolve_base(f"{tiny_mpnet}+{tiny_bert}")
     assert [m.path for m in pair.members()] == [tiny_mpnet.resolve(), tiny_bert.resolve()]
     assert pair.max_length == min(m.max_length for m in pair.members())
+    alone = [resolve_base(str(tiny_mpnet)).name, resolve_base(str(tiny_bert)).name]
+    assert [m.name for m in pair.members()] == alone  # not the pair's joined name
     from tuneforge.methods.auto import model_scale
 
     first, second = pair.members()

@@ -56,7 +56,7 @@ class MethodContext:
         quiet_hf()
         torch.manual_seed(self.config.seed)
         encoder = AutoModel.from_pretrained(str(self.base.path))
-        if not self.base.companions:
+        if not self.base.pair_of:
             return encoder
         others = [self.for_base(b) for b in self.base.members()[1:]]
         return self.join_encoders([encoder, *(o.load_encoder() for o in others)])

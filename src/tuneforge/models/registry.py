@@ -25,12 +25,13 @@ class BaseModel:
     pooling: str = "mean"
     text_prefix: str = ""  # e5 models expect "query: " before every input
     max_length: int = 256
-    # a base pair: more encoders read this one's tokens (models/pair.py); `path` is the first's
-    companions: tuple[BaseModel, ...] = ()
+    # a base pair (models/pair.py): its two members, each a base of its own; the fields above
+    # are the first's, with the pair's name and the shorter max_length
+    pair_of: tuple[BaseModel, ...] = ()
 
     def members(self) -> list[BaseModel]:
         """Each encoder of the base as a base of its own (just this one if not a pair)."""
-        return [replace(self, companions=()), *self.companions] if self.companions else [self]
+        return list(self.pair_of) or [self]
 
 
 @dataclass(frozen=True)
@@ -125,12 +126,10 @@ def _resolve_pair(key: str) -> BaseModel:
             f"({first.pooling!r} pooling, prefix {first.text_prefix!r} vs {second.pooling!r}, "
             f"{second.text_prefix!r}); pair models of the same family, e.g. mpnet+minilm."
         )
-    return replace(
-        first,
-        name=key,
-        max_length=min(first.max_length, second.max_length),
-        companions=(second,),
-    )
+    # both members read the same tokens, so both stop at the shorter limit
+    length = min(first.max_length, second.max_length)
+    members = tuple(replace(m, max_length=length) for m in (first, second))
+    return replace(first, name=key, max_length=length, pair_of=members)
 
 
 def _pooling_of(path: Path) -> str:
