@@ -91,15 +91,31 @@ def test_fewshot_on_a_pair_saves_loads_exports_and_explains(
         export_model(tmp_path / "m", tmp_path / "p", prune_layers=1, distil_data="x", val="x")
 
 
-def test_each_member_of_a_pair_is_tuned_as_on_its_own(tiny_mpnet, tiny_bert, tiny_data):
-    """The pair's second half is the member tuned alone: same steps, seeds and data."""
-    kw = dict(method="fewshot", method_options=FEWSHOT, **FAST)
-    alone = tuneforge.tune(tiny_data["train"], base=str(tiny_bert), **kw)
-    pair = tuneforge.tune(tiny_data["train"], base=f"{tiny_mpnet}+{tiny_bert}", **kw)
-    torch.testing.assert_close(
-        pair.runtime.classifier.encoder.encoders[1].state_dict(),
-        alone.runtime.classifier.encoder.state_dict(),
-    )
+def test_fewshot_tunes_the_first_member_as_on_its_own_and_the_second_with_tune_both(
+    tiny_mpnet, tiny_bert, tiny_data
+):
+    """By default the pair's second half is its base untouched; with tune_both it is the
+    member tuned alone (same steps, seeds and data), as the first half always is."""
+    from transformers import AutoModel
+
+    def encoders(base, **options):
+        model = tuneforge.tune(
+            tiny_data["train"], base=base, method="fewshot",
+            method_options={**FEWSHOT, **options}, **FAST,
+        )  # fmt: skip
+        encoder = model.runtime.classifier.encoder
+        parts = encoder.encoders if hasattr(encoder, "encoders") else [encoder]
+        return [e.state_dict() for e in parts], model.config.method_details
+
+    pair = f"{tiny_mpnet}+{tiny_bert}"
+    (first, second), details = encoders(pair)
+    torch.testing.assert_close(first, encoders(str(tiny_mpnet))[0][0])
+    torch.testing.assert_close(second, AutoModel.from_pretrained(str(tiny_bert)).state_dict())
+    assert details["tuned_members"] == [resolve_base(str(tiny_mpnet)).name]
+    (first_too, second_tuned), details = encoders(pair, tune_both=True)
+    torch.testing.assert_close(first_too, first)
+    torch.testing.assert_close(second_tuned, encoders(str(tiny_bert))[0][0])
+    assert len(details["tuned_members"]) == 2
 
 
 def test_head_and_zeroshot_work_on_a_pair(tiny_mpnet, tiny_bert, tiny_data):
