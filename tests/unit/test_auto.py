@@ -46,16 +46,18 @@ def test_non_latin_text_on_english_base_gets_a_hint():
     assert DataProfile.of(data).non_latin > 0.9
     assert "e5-multilingual" in choose_method(data, None, base="minilm")[1]
     assert "e5-multilingual" not in choose_method(data, None, base="e5-multilingual")[1]
+    assert "e5-multilingual" in choose_method(data, None, base="mpnet+minilm")[1]
 
 
-def test_many_class_english_set_on_minilm_gets_an_mpnet_hint_within_budget():
+def test_many_class_english_set_on_minilm_gets_a_pair_hint_within_budget():
     intents = dataset(77, 10)
-    assert "--base mpnet" in choose_method(intents, None, base="minilm")[1]
-    assert "--base mpnet" not in choose_method(intents, None, base="mpnet")[1]
-    assert "--base mpnet" not in choose_method(dataset(6, 10), None, base="minilm")[1]
-    tight = fewshot_minutes(DataProfile.of(intents)) * 2  # fewshot fits, mpnet (x8) does not
+    hint = "--base mpnet+minilm"
+    assert hint in choose_method(intents, None, base="minilm")[1]
+    assert hint not in choose_method(intents, None, base="mpnet+minilm")[1]
+    assert hint not in choose_method(dataset(6, 10), None, base="minilm")[1]
+    tight = fewshot_minutes(DataProfile.of(intents)) * 2  # fewshot fits, the pair (x9) does not
     name, reason = choose_method(intents, tight, base="minilm")
-    assert name == "fewshot" and "--base mpnet" not in reason
+    assert name == "fewshot" and hint not in reason
 
 
 def test_auto_prints_and_records_its_choice(tiny_bert, tiny_data, tmp_path, capsys):

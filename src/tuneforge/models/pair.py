@@ -3,7 +3,7 @@ embeddings side by side.
 
 Two pre-trained encoders err differently: on banking77 10-shot a logistic regression on the
 frozen MiniLM and mpnet embeddings together scored 86.9% against 86.3% for mpnet alone, and
-each tuned by `fewshot` then joined, more again (README, few-shot benchmark).
+with `fewshot` tuning mpnet and MiniLM left untuned, more again (README, few-shot benchmark).
 
 The pair runs as one encoder module so everything downstream (artifact, ONNX export, serving,
 occlusion explanations) sees one model with one tokenizer, the first member's. The other
