@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from statistics import median
 
 from tuneforge.data.dataset import TextDataset
+from tuneforge.models.registry import PAIR_SEPARATOR
 
 FEW_SHOT_MAX_PER_CLASS = 30
 FEW_SHOT_MAX_WORDS = 128  # contrastive tuning truncates long texts and its cost grows with length
@@ -72,7 +73,7 @@ def choose_method(
         return "zeroshot", "no labelled examples, only label names: zero-shot by similarity"
     p = DataProfile.of(train)
     name, reason = _decide(p, max_minutes, model_scale)
-    english_only = bool(base) and set(base.split("+")) <= set(ENGLISH_ONLY_BASES)
+    english_only = bool(base) and set(base.split(PAIR_SEPARATOR)) <= set(ENGLISH_ONLY_BASES)
     if english_only and p.non_latin > 0.3:
         reason += (
             f"; {p.non_latin:.0%} of the letters are not Latin but base '{base}' is "
