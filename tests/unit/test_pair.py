@@ -104,7 +104,7 @@ def test_fewshot_tunes_the_first_member_as_on_its_own_and_the_second_with_tune_b
             method_options={**FEWSHOT, **options}, **FAST,
         )  # fmt: skip
         encoder = model.runtime.classifier.encoder
-        parts = encoder.encoders if hasattr(encoder, "encoders") else [encoder]
+        parts = encoder.encoders if isinstance(encoder, EncoderPair) else [encoder]
         return [e.state_dict() for e in parts], model.config.method_details
 
     pair = f"{tiny_mpnet}+{tiny_bert}"
