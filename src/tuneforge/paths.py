@@ -1,4 +1,4 @@
-"""Where tuneforge keeps caches, and atomic directory writes."""
+"""Where tuneforge keeps caches, and atomic file and directory writes."""
 
 from __future__ import annotations
 
@@ -17,6 +17,20 @@ def cache_dir(*parts: str) -> Path:
     )
     path = Path(root, *parts)
     path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_text_atomically(path: str | Path, text: str) -> Path:
+    """Write a temp sibling, then rename it over `path`: a kill mid-write keeps the old file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -42,6 +42,7 @@ def tune(
     base: str | None = None,
     out: str | Path | None = None,
     val_data: str | Path | TextDataset | None = None,
+    monitor_data: str | Path | TextDataset | None = None,
     text_col: str | None = None,
     label_col: str | None = None,
     config: TrainConfig | None = None,
@@ -54,14 +55,12 @@ def tune(
     """Train a text classifier on `train`; evaluate on `eval_data`; save to `out` if given.
 
     Validation for early stopping is `val_data`, or a stratified split of `train`; `eval_data`
-    is only scored at the end, so its figures are honest. With `labels` (names, a list, or a
-    labels YAML) a zero-shot model is built; `train` is then optional unlabelled text.
+    is only scored at the end, so its figures are honest. `monitor_data` is scored at every
+    evaluation of the training loop, for a learning curve, and never selected on. With `labels`
+    (names, a list, or a labels YAML) a zero-shot model is built; `train` is then optional
+    unlabelled text.
     """
-    cfg = config or TrainConfig.build(method=method, base=base, **options)
-    if config is not None and (method or base or options):
-        cfg = cfg.model_copy(
-            update={k: v for k, v in dict(method=method, base=base, **options).items() if v}
-        )
+    cfg = _config_with(config, method=method, base=base, **options)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     zero_shot = labels is not None
@@ -91,6 +90,8 @@ def tune(
     method_impl = get_method(name, cfg.method_options)
     if cfg.method == "auto":
         console.print(f"[bold]method auto → {name}[/]: {reason}")
+    for warning in _ignored_flags(method_impl, cfg, resume):
+        console.print(f"[yellow]warning:[/] {warning}")
     workdir = Path(str(out) + ".ckpt") if out else Path(tempfile.mkdtemp(prefix="tuneforge-"))
     if workdir.exists() and not resume:
         shutil.rmtree(workdir)
@@ -105,6 +106,7 @@ def tune(
         progress=progress,
         log_dir=workdir / "logs",
         on_step=on_step,
+        monitor=_as_dataset(monitor_data, text_col, label_col) if monitor_data else None,
     )
     lengths = ctx.token_lengths(train_ds.texts) if len(train_ds) else []
     max_len = min(cfg.max_length, base_model.max_length)
@@ -139,6 +141,8 @@ def tune(
     model.extra_files = [lambda d: _copy_tensorboard(workdir / "logs", d)]
     if val_ds.labels is not None:
         model.metrics["validation"] = model.evaluate(val_ds).summary()
+        if config_out.method_details.get("trained_on_validation"):
+            model.metrics["validation"]["held_out"] = False  # fitted on: an optimistic score
     if eval_ds is not None:
         result = model.evaluate(eval_ds)
         model.metrics["eval"] = result.to_dict()
@@ -147,6 +151,26 @@ def tune(
         model.save(out)
     shutil.rmtree(workdir, ignore_errors=True)  # the run finished: checkpoints are spent
     return model
+
+
+def _config_with(config: TrainConfig | None, **values) -> TrainConfig:
+    """`config` with the given values over it (None = not given), validated like the CLI's."""
+    given = {k: v for k, v in values.items() if v is not None}
+    if config is None:
+        return TrainConfig.build(**given)
+    return TrainConfig.build(**{**config.model_dump(), **given})
+
+
+def _ignored_flags(method, cfg: TrainConfig, resume: bool) -> list[str]:
+    """A warning for each run flag the user set that the chosen method does not apply."""
+    asked = {"resume": resume, "compile": cfg.compile, "max_minutes": cfg.max_minutes is not None}
+    applied = method.run_flags()
+    return [
+        f"--{flag.replace('_', '-')} is ignored by method '{method.name}', which does not train "
+        "with the Trainer loop"
+        for flag, on in asked.items()
+        if on and flag not in applied
+    ]
 
 
 def _pair_fallback(name: str, reason: str, cfg: TrainConfig) -> tuple[str, str]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from tuneforge.cli.app import app
+from tuneforge.paths import write_text_atomically
 
 
 @app.command(
@@ -62,7 +63,7 @@ def report(
     path = write_report(result, out)
     figures = result.figures()
     if json_out:
-        json_out.write_text(json.dumps(figures, indent=1, default=str))
+        write_text_atomically(json_out, json.dumps(figures, indent=1, default=str))
     faith = figures.get("faithfulness", {})
     typer.echo(
         f"accuracy {figures['accuracy']:.4f} · ECE {figures['ece_before']:.4f} → "

@@ -8,7 +8,6 @@ when the score is at least t". Both are stored in the artifact, so `predict` app
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import yaml
 
 from tuneforge.artifact import CONFIG_FILE, ArtifactConfig
 from tuneforge.errors import ConfigError
+from tuneforge.paths import write_text_atomically
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -163,12 +163,12 @@ def calibrate_model(model, data, target_accuracy: float | None = None) -> Calibr
 
 def write_calibration(model_dir: Path, config: ArtifactConfig) -> None:
     """Rewrite only tuneforge.yaml, atomically (a reader never sees a half-written file)."""
-    path = Path(model_dir) / CONFIG_FILE
-    tmp = path.with_name(f".{CONFIG_FILE}.tmp")
-    tmp.write_text(
-        yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
-    )
-    os.replace(tmp, path)
+    text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    write_text_atomically(Path(model_dir) / CONFIG_FILE, text)
+
+
+# The method option that keeps the validation rows out of training, for the refusal below.
+_KEEP_OUT_OPTION = {"head": "-O refit=false", "fewshot": "-O train_on_validation=false"}
 
 
 def validation_split(train_data, config: ArtifactConfig):
@@ -179,6 +179,13 @@ def validation_split(train_data, config: ArtifactConfig):
     """
     from tuneforge.data.split import stratified_split
 
+    if config.method_details.get("trained_on_validation"):
+        keep_out = _KEEP_OUT_OPTION.get(config.method, "an option that keeps them out")
+        raise ConfigError(
+            f"This '{config.method}' model was trained on its validation rows too, so "
+            "--from-train has no held-out rows to calibrate on. Pass a labelled file the "
+            f"model never saw (tuneforge calibrate MODEL val.csv), or retrain with {keep_out}."
+        )
     tc = config.train_config
     return stratified_split(
         train_data, float(tc.get("val_fraction", 0.1)), int(tc.get("seed", 42))

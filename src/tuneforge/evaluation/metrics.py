@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from tuneforge.paths import write_text_atomically
 
 
 @dataclass
@@ -21,16 +22,13 @@ class EvalResult:
     confusion: list[list[int]] = field(default_factory=list)
     multi_label: bool = False
     unknown_labels: dict[str, int] = field(default_factory=dict)
+    micro_f1: float | None = None  # multi-label only
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1))
-        os.replace(tmp, path)
-        return path
+        return write_text_atomically(path, json.dumps(self.to_dict(), indent=1))
 
     def summary(self) -> dict[str, float]:
         return {
@@ -108,6 +106,9 @@ def evaluate_predictions(
         confusion=confusion,
         multi_label=multi_label,
         unknown_labels=unknown,
+        micro_f1=float(f1_score(y_true, y_pred, average="micro", zero_division=0))
+        if multi_label
+        else None,
     )
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import html
-import os
 from pathlib import Path
 
 from tuneforge.evaluation.report import Report
+from tuneforge.paths import write_text_atomically
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:0;color:#1f2328}
@@ -282,9 +282,4 @@ def render(report: Report) -> str:
 
 
 def write_report(report: Report, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(render(report), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomically(path, render(report))

@@ -37,6 +37,9 @@ class MethodContext:
     progress: bool = True
     log_dir: Path | None = None
     on_step: Any = None
+    # scored at every evaluation for the learning curve (a benchmark's test set), never used
+    # to choose anything: selection is on `val`
+    monitor: TextDataset | None = None
 
     @property
     def multi_label(self) -> bool:
@@ -116,31 +119,37 @@ class MethodContext:
         }
         return model
 
-    def task(
-        self, module: torch.nn.Module, train_feats: list, val_feats: list, collate_one, lengths=len
-    ) -> TrainTask:
-        """A TrainTask over per-example features (token ids, cached states, embeddings)."""
-        feats = {"train": train_feats, "eval": val_feats}
+    def task(self, module: torch.nn.Module, featurize, collate_one, lengths=len) -> TrainTask:
+        """A TrainTask over per-example features (token ids, cached states, embeddings).
+
+        `featurize(texts, split)` gives one feature per text, for the training and validation
+        rows and, when the run has monitor data, for those too.
+        """
+        splits = {"train": self.train, "eval": self.val}
+        if self.monitor is not None:
+            splits["monitor"] = self.monitor
+        feats = {split: featurize(ds.texts, split) for split, ds in splits.items()}
         train_targets = self.targets(self.train)
         return TrainTask(
             module=module,
             collate=lambda split, ix: collate_one([feats[split][i] for i in ix]),
-            train_lengths=[lengths(f) for f in train_feats],
-            eval_lengths=[lengths(f) for f in val_feats],
+            train_lengths=[lengths(f) for f in feats["train"]],
+            eval_lengths=[lengths(f) for f in feats["eval"]],
             train_targets=train_targets,
             eval_targets=self.targets(self.val),
             multi_label=self.multi_label,
             class_weights=balanced_class_weights(
                 train_targets, len(self.label_names), self.config.class_weights
             ),
+            monitor_lengths=[lengths(f) for f in feats["monitor"]] if "monitor" in feats else None,
+            monitor_targets=self.targets(self.monitor) if "monitor" in feats else None,
         )
 
     def token_task(self, module: torch.nn.Module) -> TrainTask:
         pad = self.load_tokenizer().pad_token_id or 0
         return self.task(
             module,
-            self.tokenize(self.train.texts),
-            self.tokenize(self.val.texts),
+            lambda texts, split: self.tokenize(texts),
             lambda ids: pad_token_batch(ids, pad),
         )
 
@@ -154,6 +163,10 @@ class MethodContext:
             log_dir=self.log_dir,
             on_step=self.on_step,
         )
+
+
+# Run flags the Trainer implements: resume from a checkpoint, torch.compile, a time budget.
+RUN_FLAGS = frozenset({"resume", "compile", "max_minutes"})
 
 
 class Method:
@@ -176,6 +189,11 @@ class Method:
 
     def lr(self, config: TrainConfig) -> float:
         return config.lr or self.default_lr
+
+    def run_flags(self) -> frozenset[str]:
+        """Which of the Trainer's run flags (`RUN_FLAGS`) this method applies; methods that
+        train without the Trainer override it, so `tune` can warn about the others."""
+        return RUN_FLAGS
 
     def fit(self, ctx: MethodContext) -> TextClassifier:
         raise NotImplementedError

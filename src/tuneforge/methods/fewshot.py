@@ -118,6 +118,9 @@ class FewshotMethod(Method):
     default_lr = 2e-4  # high for an encoder: few steps (top layers alone move less per step)
     trains_pairs = True  # each member of a pair is tuned on its own, then they are joined
 
+    def run_flags(self) -> frozenset[str]:
+        return frozenset({"max_minutes"})  # its own contrastive loop keeps the time budget
+
     def fit(self, ctx: MethodContext) -> TextClassifier:
         opts = self.options
         data = ctx.train
@@ -127,7 +130,7 @@ class FewshotMethod(Method):
                 "fewshot: the validation rows are trained on too (few examples per class); "
                 "its score is optimistic, pass eval data for an honest one."
             )
-        details = {}
+        details = {"trained_on_validation": True} if data is not ctx.train else {}
         n_phrases = 0
         if opts.label_phrases and not ctx.multi_label and names_are_words(ctx.label_names):
             phrases = label_phrase_rows(ctx.label_names, data)

@@ -13,7 +13,13 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from tuneforge.methods.base import Method, MethodContext, MethodOptions, register_method
+from tuneforge.methods.base import (
+    RUN_FLAGS,
+    Method,
+    MethodContext,
+    MethodOptions,
+    register_method,
+)
 from tuneforge.methods.embedding_cache import cached_embeddings
 from tuneforge.models.classifier import TextClassifier
 
@@ -22,6 +28,9 @@ class HeadOptions(MethodOptions):
     classifier: Literal["logreg", "mlp"] = "logreg"
     # logreg: every C is tried and the best on validation is kept
     C: list[float] = Field(default_factory=lambda: [1.0, 4.0, 16.0, 64.0])
+    # logreg: once C is chosen, fit again on training + validation rows (as scikit-learn's
+    # GridSearchCV(refit=True)), so an honest choice costs no data
+    refit: bool = True
     hidden: int = 512  # mlp width
     cache: bool = True
 
@@ -32,6 +41,10 @@ class HeadMethod(Method):
     Options = HeadOptions
     default_lr = 1e-3
     trains_pairs = True  # the frozen encoders give the embeddings, whatever their number
+
+    def run_flags(self) -> frozenset[str]:
+        # logistic regression is one scikit-learn fit; the mlp head trains with the Trainer
+        return RUN_FLAGS if self.options.classifier == "mlp" else frozenset()
 
     def fit(self, ctx: MethodContext) -> TextClassifier:
         opts = self.options
@@ -47,35 +60,45 @@ class HeadMethod(Method):
         if opts.classifier == "logreg":
             self._fit_logreg(ctx, model, x_train, x_val)
         else:
+
+            def embed(texts, split):  # train and validation are embedded already
+                known = {"train": x_train, "eval": x_val}.get(split)
+                x = cached_embeddings(model, ctx, texts, opts.cache) if known is None else known
+                return list(torch.from_numpy(x))
+
             ctx.trainer(self.lr(ctx.config)).fit(
-                ctx.task(
-                    model.head,
-                    list(torch.from_numpy(x_train)),
-                    list(torch.from_numpy(x_val)),
-                    _stack,
-                    lengths=lambda _: 1,
-                )
+                ctx.task(model.head, embed, _stack, lengths=lambda _: 1)
             )
         return model
 
     def _fit_logreg(self, ctx, model, x_train, x_val) -> None:
+        y_train = ctx.targets(ctx.train).numpy()
+        y_val = ctx.targets(ctx.val).numpy()
+        scores = {
+            c: self._logreg(ctx, c).fit(x_train, y_train).score(x_val, y_val)
+            for c in self.options.C
+        }
+        best_c = max(scores, key=scores.get)  # the first of equals: the stronger regularization
+        details = {
+            "C": best_c,
+            "validation_scores": {str(c): round(v, 4) for c, v in scores.items()},
+        }
+        if self.options.refit and len(y_val):
+            x_train, y_train = np.vstack([x_train, x_val]), np.concatenate([y_train, y_val])
+            details["trained_on_validation"] = True
+        clf = self._logreg(ctx, best_c).fit(x_train, y_train)
+        _copy_into_linear(clf, model.head[-1], len(ctx.label_names), ctx.multi_label)
+        model.spec["details"] = details
+
+    def _logreg(self, ctx, c: float):
         from sklearn.linear_model import LogisticRegression
         from sklearn.multiclass import OneVsRestClassifier
 
-        y_train = ctx.targets(ctx.train).numpy()
-        y_val = ctx.targets(ctx.val).numpy()
         weight = "balanced" if ctx.config.class_weights == "balanced" else None
-        best, best_score = None, -1.0
-        for c in self.options.C:
-            clf = LogisticRegression(
-                C=c, max_iter=2000, class_weight=weight, random_state=ctx.config.seed
-            )
-            clf = OneVsRestClassifier(clf) if ctx.multi_label else clf
-            clf.fit(x_train, y_train)
-            score = clf.score(x_val, y_val)
-            if score > best_score:
-                best, best_score = clf, score
-        _copy_into_linear(best, model.head[-1], len(ctx.label_names), ctx.multi_label)
+        clf = LogisticRegression(
+            C=c, max_iter=2000, class_weight=weight, random_state=ctx.config.seed
+        )
+        return OneVsRestClassifier(clf) if ctx.multi_label else clf
 
 
 def _stack(vectors: list[torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -84,16 +84,11 @@ class PartialMethod(Method):
         model.encoder.eval()  # frozen part: no dropout, so its cached outputs are exact
         top = nn.ModuleList(layers[len(layers) - k :])
         top.requires_grad_(True)
-        states = {
-            split: self._lower_states(ctx, model, ds.texts, len(layers) - k, split)
-            for split, ds in (("train", ctx.train), ("validation", ctx.val))
-        }
         module = TopLayers(model.encoder, top, model.pooler, model.head)
         ctx.trainer(self.lr(ctx.config)).fit(
             ctx.task(
                 module,
-                states["train"],
-                states["validation"],
+                lambda texts, split: self._lower_states(ctx, model, texts, len(layers) - k, split),
                 pad_hidden_batch,
                 lengths=lambda s: s.shape[0],
             )
@@ -122,8 +117,11 @@ class PartialMethod(Method):
             texts,
             max_len,
             prefix=ctx.base.text_prefix,
-            progress=f"caching {split} layers",
+            progress=f"caching {_SPLIT_NAMES.get(split, split)} layers",
         )
+
+
+_SPLIT_NAMES = {"eval": "validation"}
 
 
 class _Captured(Exception):

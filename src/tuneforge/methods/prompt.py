@@ -85,10 +85,7 @@ class PromptMethod(Method):
 
         pad = tokenizer.pad_token_id or 0
         task = ctx.task(
-            module,
-            tokenize(ctx.train.texts),
-            tokenize(ctx.val.texts),
-            lambda ids: pad_token_batch(ids, pad),
+            module, lambda texts, split: tokenize(texts), lambda ids: pad_token_batch(ids, pad)
         )
         ctx.trainer(self.lr(ctx.config)).fit(task)
         with torch.no_grad():  # merge: the learned vectors become the prompt tokens' rows

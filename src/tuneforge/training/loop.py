@@ -138,6 +138,13 @@ class Trainer:
         )
         scores = classification_scores(logits, task.eval_targets, task.multi_label)
         scores["eval_loss"] = float(loss_fn(logits, task.eval_targets))
+        if task.monitor_lengths is not None:  # the curve only: never part of the choice below
+            monitored = predict_logits(
+                task, module, "monitor", task.monitor_lengths, self.config.batch_size * 2,
+                self.config.bf16,
+            )  # fmt: skip
+            found = classification_scores(monitored, task.monitor_targets, task.multi_label)
+            scores.update({f"monitor_{k}": v for k, v in found.items()})
         # training time so far, excluding evaluations (for time-to-accuracy comparisons)
         train_seconds = started - self._train_start - self._eval_seconds
         self._eval_seconds += time.monotonic() - started

@@ -20,6 +20,8 @@ class TrainTask:
     eval_targets: torch.Tensor
     multi_label: bool = False
     class_weights: torch.Tensor | None = None
+    monitor_lengths: list[int] | None = None  # a split scored for the curve only, never selected on
+    monitor_targets: torch.Tensor | None = None
 
 
 def encode_targets(labels: list, label_names: list[str], multi_label: bool) -> torch.Tensor:

@@ -29,6 +29,7 @@ from tuneforge.apps.assist.oos import (
 from tuneforge.apps.assist.retrieval import Retriever
 from tuneforge.errors import ConfigError, DataError
 from tuneforge.evaluation.calibration import abstain_threshold
+from tuneforge.paths import write_text_atomically
 
 VAL_FRACTION = 0.2
 DEMO_FILES = (
@@ -55,9 +56,10 @@ def init_assistant(directory: Path, force: bool = False) -> Path:
         shutil.copy2(demo / name, directory / name)
     shutil.copytree(demo / "articles", directory / "articles", dirs_exist_ok=True)
     settings = AssistConfig().model_dump()
-    (directory / CONFIG_FILE).write_text(
+    write_text_atomically(
+        directory / CONFIG_FILE,
         "# tuneforge assistant: paths are relative to this file's folder.\n"
-        + yaml.safe_dump(settings, sort_keys=False)
+        + yaml.safe_dump(settings, sort_keys=False),
     )
     return directory
 
@@ -84,6 +86,7 @@ def train_assistant(directory: Path, progress: bool = True) -> Calibration:
         fit,
         val_data=val,
         method="head",
+        method_options={"refit": False},  # the thresholds below need `val` held out
         base=cfg.base,
         out=directory / cfg.model,
         progress=progress,

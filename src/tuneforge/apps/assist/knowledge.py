@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tuneforge.apps.assist.slots import SLOT_NAMES, template_fields
 from tuneforge.data.dataset import TextDataset, load_data
+from tuneforge.data.yaml_text import load_text_yaml
 from tuneforge.errors import ConfigError, DataError
 
 CONFIG_FILE = "assist.yaml"
@@ -78,9 +79,11 @@ class Article:
     text: str
 
 
-def _read_yaml(file: Path):
+def _read_yaml(file: Path, as_text: bool = False):
+    """The file's YAML; `as_text` keeps every value text (intent names such as `yes`, `no`)."""
     try:
-        return yaml.safe_load(file.read_text(encoding="utf-8"))
+        text = file.read_text(encoding="utf-8")
+        return load_text_yaml(text) if as_text else yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -100,7 +103,7 @@ def load_intents(file: Path) -> TextDataset:
     file = Path(file)
     if file.suffix.lower() not in (".yaml", ".yml"):
         return load_data(file)
-    raw, lines = _read_yaml(file), _key_lines(file)
+    raw, lines = _read_yaml(file, as_text=True), _key_lines(file)
     if not isinstance(raw, dict) or not raw:
         raise DataError(f"{file}: expected a mapping `intent: [example question, ...]`.")
     texts, labels, rows = [], [], []
@@ -122,7 +125,7 @@ def load_answers(file: Path) -> dict[str, Answer]:
     file = Path(file)
     if not file.exists():
         raise DataError(f"Answers file {file} not found; write one `intent: answer` per intent.")
-    raw, lines = _read_yaml(file), _key_lines(file)
+    raw, lines = _read_yaml(file, as_text=True), _key_lines(file)
     if not isinstance(raw, dict) or not raw:
         raise DataError(f"{file}: expected a mapping `intent: answer text`.")
     return {

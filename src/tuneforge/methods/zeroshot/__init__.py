@@ -43,6 +43,9 @@ class ZeroshotMethod(Method):
     Options = ZeroshotOptions
     trains_pairs = True  # the frozen encoders give the embeddings, whatever their number
 
+    def run_flags(self) -> frozenset[str]:
+        return frozenset()  # no training loop: prototypes, and at most one head fit
+
     def fit(self, ctx: MethodContext) -> TextClassifier:
         opts = self.options
         specs = parse_labels(opts.labels)

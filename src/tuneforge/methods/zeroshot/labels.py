@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from tuneforge.data.yaml_text import load_text_yaml
 from tuneforge.errors import ConfigError
 
 ENTRY_KEYS = ("description", "examples")
@@ -61,7 +62,7 @@ def _read_yaml(path: Path):
     if not path.is_file():
         raise ConfigError(f"Labels file {path} not found. Write one with a `labels:` list.")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_text_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict) or "labels" not in data:
