@@ -126,3 +126,12 @@ def test_demo_knowledge_is_complete_and_valid(tmp_path):
     assert (demo_dir() / "NOTICE").read_text().count("CC BY 4.0") >= 1
     with pytest.raises(ConfigError, match="--force"):
         init_assistant(directory)
+
+
+def test_yaml_intent_and_answer_names_stay_text(tmp_path):
+    intents = tmp_path / "intents.yaml"
+    intents.write_text("yes:\n  - sure\n  - yes please\nno:\n  - nope\n  - no thanks\n")
+    assert load_intents(intents).label_names == ["no", "yes"]
+    answers = tmp_path / "answers.yaml"
+    answers.write_text("yes: Great, done.\nno: 'OK, cancelled.'\n")
+    assert sorted(load_answers(answers)) == ["no", "yes"]

@@ -43,7 +43,7 @@ def test_label_forms_parse(tmp_path):
         ("labels: [a]\n", "at least two"),
         ("labels: [a, b, a]\n", "duplicate label name(s): a"),
         ("labels:\n  a: {descr: x}\n  b: null\n", "unknown key(s) descr"),
-        ("labels:\n  a: {examples: 3}\n  b: null\n", "list of phrases"),
+        ("labels:\n  a: {examples: {x: 3}}\n  b: null\n", "list of phrases"),
         ("labels:\n  a: [1, 2]\n  b: null\n", "must map to"),
         ("labels: [a, [b]]\n", "must be a name"),
         ("labels: [a, b\n", "not valid YAML"),
@@ -134,3 +134,11 @@ def test_cli_trains_from_labels_only(tiny_bert, tiny_data, tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert tuneforge.TunedModel.load(out).labels == ["card", "refund", "transfer"]
+
+
+def test_label_yaml_keeps_yaml_1_1_booleans_and_numbers_as_names(tmp_path):
+    # CLINC150 has intents named `yes` and `no`; YAML 1.1 would read them as True and False
+    text = "labels:\n  - yes\n  - no\n  - on\n  - off\n  - 010\n  - maybe: {examples: [yes please]}\n"
+    specs = parse_labels(write(tmp_path, text))
+    assert [s.name for s in specs] == ["yes", "no", "on", "off", "010", "maybe"]
+    assert specs[-1].examples == ["yes please"]
