@@ -12,6 +12,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
+# Under CI a missing browser or database is a broken set-up: fail, never skip (see .ci/run).
+SERVICES_REQUIRED = os.environ.get("CI") == "true"
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 TOPICS = {
@@ -101,6 +103,29 @@ def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("TUNEFORGE_CACHE", str(tmp_path / "cache"))
 
 
+def needs_service(reason: str) -> None:
+    """Skip a test whose service (browser, PostgreSQL) is missing, with the reason; under CI,
+    where .ci/run has set them up, fail instead, so a broken set-up cannot pass as skips."""
+    if SERVICES_REQUIRED:
+        pytest.fail(f"{reason} [CI=true: the set-up in .ci/run should have provided it]")
+    pytest.skip(reason)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter):
+    """One line after the short summary: how many tests were skipped, and why (each reason's
+    first line, shortened)."""
+    yield
+    skipped = terminalreporter.stats.get("skipped", [])
+    reasons: dict[str, int] = {}
+    for report in skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ").splitlines()[0][:160]
+        reasons[reason] = reasons.get(reason, 0) + 1
+    why = "; ".join(f"{n} × {reason}" for reason, n in sorted(reasons.items(), key=lambda x: -x[1]))
+    terminalreporter.write_line(f"skipped: {len(skipped)}" + (f" ({why})" if why else ""))
+
+
 def shared_data(*parts: str) -> Path:
     """Path into ../shared/data, or skip the test with the reason."""
     path = SHARED_DATA.joinpath(*parts)
@@ -157,7 +182,9 @@ def pg_schema():
     except Exception as exc:  # no server, no role, no database: say which
         admin.dispose()
         where = url.render_as_string(hide_password=True)
-        pytest.skip(f"no PostgreSQL at {where} (set {PG_ENV} or run .ci/setup-postgres.sh): {exc}")
+        needs_service(
+            f"no PostgreSQL at {where} (set {PG_ENV} or run .ci/setup-postgres.sh): {exc}"
+        )
     try:
         # libpq `options`: every connection starts with this schema as its default
         scoped = url.update_query_dict({"options": f"-csearch_path={schema}"})
@@ -182,10 +209,12 @@ CHROMIUM_ARGS = [
 @pytest.fixture(scope="module")
 def playwright_api():
     if not CHROMIUM.exists():
-        pytest.skip(f"needs {CHROMIUM}: run .ci/setup-browser.sh")
-    return pytest.importorskip(
-        "playwright.sync_api", reason="needs playwright: run .ci/setup-browser.sh"
-    )
+        needs_service(f"needs {CHROMIUM}: run .ci/setup-browser.sh")
+    try:
+        import playwright.sync_api
+    except ImportError:
+        needs_service("needs playwright: run .ci/setup-browser.sh")
+    return playwright.sync_api
 
 
 @pytest.fixture(scope="module")
