@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from provenance import run_record, save_runs
+from tuneforge.evaluation.provenance import run_header, save_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -212,9 +212,11 @@ def main() -> None:
     if not train.exists():
         sys.exit(f"needs {train} (../shared/data)")
     os.environ["TUNEFORGE_CACHE"] = tempfile.mkdtemp(prefix="bench-core-cache-")  # cold
+    import torch  # noqa: F401  (loaded before the header, which records its threads)
+
     for name in args.methods:
         print(f"== {name}", flush=True)
-        record = run_record()
+        record = run_header()
         if name == "trainer":
             res = run_trainer_baseline(train, test, epochs=3, lr=2e-4)
         else:

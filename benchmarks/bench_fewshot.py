@@ -40,13 +40,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT / "src"))  # the setfit venv sees tuneforge only through this
+
+from tuneforge.evaluation.provenance import run_header  # noqa: E402
+from tuneforge.paths import write_text_atomically  # noqa: E402
 
 # name: (train file, test file, shots, base model)
 TASKS = {
@@ -280,6 +282,7 @@ def main() -> None:
             ]
             cmd += [f"--option={o}" for o in args.option]
             cmd += ["--unlabeled"] if args.unlabeled else []
+            header = run_header(omp_num_threads=os.environ.get("OMP_NUM_THREADS", "default"))
             with tempfile.TemporaryDirectory(prefix="tuneforge-bench-cache-") as cache:
                 # a cold embedding cache for every run: timings are those of a first run
                 env = {**os.environ, "TUNEFORGE_CACHE": cache}
@@ -287,8 +290,7 @@ def main() -> None:
             if proc.returncode:
                 sys.stderr.write(proc.stderr[-3000:])
                 raise SystemExit(f"run failed: {' '.join(cmd)}")
-            run = json.loads(proc.stdout.strip().splitlines()[-1])
-            run["date"] = datetime.now(UTC).isoformat(timespec="seconds")
+            run = header | json.loads(proc.stdout.strip().splitlines()[-1])
             print(json.dumps(run), flush=True)
             result["runs"] = [
                 r for r in result["runs"] if (r["method"], r["seed"]) != (method, seed)
@@ -301,8 +303,7 @@ def main() -> None:
                 f"{os.environ.get('OMP_NUM_THREADS', 'default')}",
                 summary=summarize(result["runs"]),
             )
-            out_file.parent.mkdir(parents=True, exist_ok=True)
-            out_file.write_text(json.dumps(result, indent=1))
+            write_text_atomically(out_file, json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":

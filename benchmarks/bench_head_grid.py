@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from provenance import run_record, save_runs
+
+from tuneforge.evaluation.provenance import run_header, save_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -44,7 +45,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/head_c_grid.json"))
     args = parser.parse_args()
     folder = DATA / args.dataset / "converted"
-    record = run_record()
+    record = run_header()
     full, test = load_data(folder / "train.csv"), load_data(folder / "test.csv")
     fit, val = stratified_split(full, 0.1, 42)
     x_fit, x_val, x_test = (embeddings(args.base, d.texts) for d in (fit, val, test))

@@ -10,14 +10,13 @@ fp32 eager. The trainer keeps `bf16` and `compile` off by default unless this sh
 from __future__ import annotations
 
 import json
-import platform
 import statistics
-import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
+
+from tuneforge.evaluation.provenance import run_header
 
 COMPILE_LIMIT = 420
 OUT = Path(__file__).resolve().parent / "results" / "precision.json"
@@ -74,6 +73,7 @@ def _try_compile(variants, model, batch, labels, limit: int) -> float | str:
 
 
 def main(rounds: int = 8) -> None:
+    header = run_header()  # before we load the machine
     torch.manual_seed(0)
     batch = {
         "input_ids": torch.randint(1000, 20000, (32, 24)),
@@ -98,9 +98,7 @@ def main(rounds: int = 8) -> None:
         "median_step_seconds": med,
         "compile_seconds": compile_seconds,
         "speedup_vs_fp32": {k: round(med["fp32"] / v, 3) for k, v in med.items()},
-        "command": " ".join(["python", *sys.argv]),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()} {platform.processor()} cpus=2",
+        **header,
         "torch": torch.__version__,
     }
     print(json.dumps(result, indent=1))

@@ -27,7 +27,9 @@ def test_monitor_data_is_scored_for_the_curve_and_never_chosen_on(tiny_bert, tin
     plain = tuneforge.tune(tiny_data["train"], **common)
     watched = tuneforge.tune(tiny_data["train"], monitor_data=tiny_data["test"], **common)
     evals = [e for e in watched.log if e.get("eval")]
-    assert len(evals) == 3 and all("monitor_accuracy" in e and "monitor_macro_f1" in e for e in evals)
+    assert len(evals) == 3 and all(
+        "monitor_accuracy" in e and "monitor_macro_f1" in e for e in evals
+    )
     assert not any("monitor_accuracy" in e for e in plain.log if e.get("eval"))
     # the same weights come out: the monitored split took no part in any choice
     a, b = _weights(plain), _weights(watched)
@@ -73,7 +75,9 @@ def test_calibrate_from_train_refuses_rows_the_model_was_fitted_on(
         tiny_data["train"], base=str(tiny_bert), method=method, method_options=options,
         epochs=2, out=out, **FAST,
     )  # fmt: skip
-    result = CliRunner().invoke(app, ["calibrate", str(out), str(tiny_data["train"]), "--from-train"])
+    result = CliRunner().invoke(
+        app, ["calibrate", str(out), str(tiny_data["train"]), "--from-train"]
+    )
     assert isinstance(result.exception, ConfigError)  # `main` prints it as one message
     message = " ".join(str(result.exception).split())
     assert "trained on its validation rows" in message and fix in message
@@ -93,7 +97,9 @@ def test_calibrate_from_train_uses_the_held_out_rows_when_they_were_kept_out(
         epochs=2, out=out, **FAST,
     )  # fmt: skip
     assert "held_out" not in model.metrics["validation"]
-    result = CliRunner().invoke(app, ["calibrate", str(out), str(tiny_data["train"]), "--from-train"])
+    result = CliRunner().invoke(
+        app, ["calibrate", str(out), str(tiny_data["train"]), "--from-train"]
+    )
     assert result.exit_code == 0, result.output
     _, val = stratified_split(load_data(tiny_data["train"]), 0.1, 42)
     assert f"on {len(val)} rows" in result.output

@@ -56,8 +56,9 @@ def test_run_flags_a_method_does_not_apply_are_warned_about(
 
 
 def test_trainer_methods_apply_every_run_flag_silently(tiny_bert, tiny_data, capsys):
+    mlp = {"classifier": "mlp"}
     tuneforge.tune(
-        tiny_data["train"], base=str(tiny_bert), method="head", method_options={"classifier": "mlp"},
-        epochs=1, max_minutes=30, **FAST,
+        tiny_data["train"], base=str(tiny_bert), method="head", method_options=mlp, epochs=1,
+        max_minutes=30, **FAST,
     )  # fmt: skip
     assert "is ignored by method" not in capsys.readouterr().err

@@ -138,7 +138,9 @@ def test_cli_trains_from_labels_only(tiny_bert, tiny_data, tmp_path):
 
 def test_label_yaml_keeps_yaml_1_1_booleans_and_numbers_as_names(tmp_path):
     # CLINC150 has intents named `yes` and `no`; YAML 1.1 would read them as True and False
-    text = "labels:\n  - yes\n  - no\n  - on\n  - off\n  - 010\n  - maybe: {examples: [yes please]}\n"
+    text = (
+        "labels:\n  - yes\n  - no\n  - on\n  - off\n  - 010\n  - maybe: {examples: [yes please]}\n"
+    )
     specs = parse_labels(write(tmp_path, text))
     assert [s.name for s in specs] == ["yes", "no", "on", "off", "010", "maybe"]
     assert specs[-1].examples == ["yes please"]
