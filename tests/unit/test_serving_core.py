@@ -20,6 +20,7 @@ from tuneforge.serving.pii import PiiLogFilter, iban_ok, luhn_ok, mask_pii
 from tuneforge.tuned_model import Prediction
 
 KEY = "x" * 32
+AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
 class FakeModel:
@@ -288,3 +289,28 @@ def test_servers_require_keys_unless_told_otherwise(tmp_path, monkeypatch):
     monkeypatch.setenv("TUNEFORGE_API_KEYS", "e" * 20)
     assert server_keys(keys, insecure_no_auth=False) == ["f" * 20, "e" * 20]
     assert server_keys(keys, insecure_no_auth=True) is None  # explicit: keys are ignored
+
+
+def test_metrics_labels_stay_bounded_whatever_paths_clients_send(tmp_path):
+    """The access log runs before auth: invented model names and paths must not become new
+    metric series (anyone could grow the server's memory and /metrics without bound)."""
+    app = fake_app(tmp_path, FakeModel(), BatchSettings(max_wait_ms=1), Limits(rate_per_second=0))
+
+    async def go():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            for i in range(30):
+                await client.post(f"/v1/models/made-up-{i}/predict", json={"texts": ["x"]})
+                await client.get(f"/v2/models/fake/versions/v{i}/junk-{i}")
+                await client.get(f"/no/such/path/{i}")
+            ok = await client.post(
+                "/v1/models/fake/predict", json={"texts": ["hello"]}, headers=AUTH
+            )
+            assert ok.status_code == 200
+            return (await client.get("/metrics", headers=AUTH)).text
+
+    text = asyncio.run(go())
+    assert "made-up" not in text and "junk" not in text and "/no/such" not in text
+    assert 'model="fake",route="/v1/models/{name}/predict"' in text
+    assert 'model="unknown",route="/v1/models/{name}/predict"' in text
+    assert 'route="other"' in text

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from tuneforge import __version__
 from tuneforge.serving.auth import OPEN_PATHS, AuthMiddleware, KeySet, bearer
@@ -21,6 +21,7 @@ from tuneforge.serving.limits import (
 from tuneforge.serving.logs import AccessLogMiddleware, server_log
 from tuneforge.serving.metrics import ServerMetrics
 from tuneforge.serving.models import ModelRepository
+from tuneforge.serving.openapi import Error, install
 from tuneforge.serving.protocols import native, openai, v2
 
 
@@ -51,6 +52,7 @@ def build_app(
     for router in (native.router, v2.router, openai.router):
         app.include_router(router)
     _add_operations(app)
+    install(app)  # the responses the middlewares and handlers give, in the OpenAPI schema
     app.add_exception_handler(v2.V2Error, v2.v2_error_handler)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(RecursionError, _too_deep)
@@ -75,12 +77,22 @@ def build_app(
 
 
 def _add_operations(app: FastAPI) -> None:
-    @app.get("/metrics", include_in_schema=True, tags=["operations"])
+    # Declared as text: the Prometheus exposition format (its version in the content type).
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        response_class=PlainTextResponse,
+        responses={200: {"description": "Prometheus text exposition format."}},
+    )
     async def prometheus(request: Request) -> Response:
         m = request.app.state.metrics
         return Response(m.render(request.app.state.repository), media_type=m.content_type)
 
-    @app.post("/admin/models/{name}/reload", tags=["operations"])
+    @app.post(
+        "/admin/models/{name}/reload",
+        tags=["operations"],
+        responses={403: {"model": Error, "description": "Reload disabled, or not an admin key."}},
+    )
     async def reload(name: str, request: Request) -> dict:
         """Load the model's directory again (a new version saved there) and swap it in."""
         admin = request.app.state.admin_keys

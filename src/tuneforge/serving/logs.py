@@ -42,13 +42,38 @@ def setup_logging(level: int = logging.INFO, stream=None) -> logging.Handler:
     return handler
 
 
-def _route_and_model(path: str) -> tuple[str, str]:
-    """A low-cardinality route label and the model name (metrics must not explode)."""
+KNOWN_ROUTES = {
+    "/v1/embeddings",
+    "/v1/models",
+    "/metrics",
+    "/v2/health/live",
+    "/v2/health/ready",
+    "/v2",
+}
+MODEL_ROUTES = {"", "/predict", "/ready", "/infer", "/reload"}  # after /{protocol}/models/{name}
+
+
+def _route_and_model(path: str, served) -> tuple[str, str]:
+    """A bounded route label and the model's name, or "unknown" when `served(name)` says no:
+    the access log runs before auth, so a label taken from any path would let anyone grow
+    the metrics without bound (a new series per invented name)."""
     parts = path.strip("/").split("/")
     if len(parts) >= 3 and parts[1] == "models":
-        return f"/{parts[0]}/models/{{name}}/" + "/".join(parts[3:]), parts[2]
-    known = {"v1/embeddings", "v1/models", "metrics", "v2/health/live", "v2/health/ready", "v2"}
-    return ("/" + "/".join(parts)) if "/".join(parts) in known else "other", ""
+        rest = parts[3:]
+        if rest[:1] == ["versions"] and len(rest) >= 2:
+            rest = ["versions", "{version}", *rest[2:]]
+        suffix = "/" + "/".join(rest) if rest else ""
+        tail = suffix.removeprefix("/versions/{version}")
+        route = f"/{parts[0]}/models/{{name}}{suffix}" if tail in MODEL_ROUTES else "other"
+        return route, parts[2] if served(parts[2]) else "unknown"
+    route = "/" + "/".join(parts)
+    return (route if route in KNOWN_ROUTES else "other"), ""
+
+
+def _served_names(scope):
+    """`name -> is it served?` for the app of this request (none served without one)."""
+    repository = getattr(getattr(scope.get("app"), "state", None), "repository", None)
+    return (lambda name: repository.get(name) is not None) if repository else (lambda _: False)
 
 
 class AccessLogMiddleware:
@@ -70,7 +95,7 @@ class AccessLogMiddleware:
             await self.app(scope, receive, capture)
         finally:
             seconds = time.perf_counter() - start
-            route, model = _route_and_model(scope["path"])
+            route, model = _route_and_model(scope["path"], _served_names(scope))
             self.metrics.observe_request(route, model, status, seconds)
             access_log.info(
                 "%s %s %s",

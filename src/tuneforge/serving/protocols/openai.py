@@ -13,6 +13,7 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from tuneforge.serving.openapi import Error
 from tuneforge.serving.protocols.common import run
 
 router = APIRouter(tags=["openai"])
@@ -27,7 +28,7 @@ class EmbeddingRequest(BaseModel):
     user: str | None = None
 
 
-@router.post("/v1/embeddings")
+@router.post("/v1/embeddings", responses={404: {"model": Error, "description": "No such model."}})
 async def embeddings(body: EmbeddingRequest, request: Request) -> dict:
     """Sentence embeddings of the model's encoder (the pooled vector its head reads)."""
     texts = [body.input] if isinstance(body.input, str) else body.input

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from tuneforge import __version__
+from tuneforge.serving.openapi import Error
 from tuneforge.serving.protocols.common import run, served_or_404
 
 router = APIRouter(tags=["v2"])
@@ -40,6 +41,22 @@ class InferRequest(BaseModel):
     outputs: list[RequestedOutput] | None = None
 
 
+class V2ErrorBody(BaseModel):
+    """The protocol's error body."""
+
+    error: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+
+
+# A model that is not served answers the shared `{"detail": ...}` 404 (as on every protocol);
+# a version that is not the served one answers the protocol's `{"error": ...}`.
+NOT_FOUND = {404: {"model": Error | V2ErrorBody, "description": "No such model or version."}}
+INFER_ERRORS = {**NOT_FOUND, 400: {"model": V2ErrorBody, "description": "Invalid request."}}
+
+
 class V2Error(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -60,14 +77,18 @@ async def live() -> dict:
     return {"live": True}
 
 
-@router.get("/v2/health/ready")
+@router.get(
+    "/v2/health/ready",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "No model loaded, or draining."}},
+)
 async def ready(request: Request) -> JSONResponse:
     ok = bool(request.app.state.repository.models) and not request.app.state.draining
     return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
 
 
-@router.get("/v2/models/{name}")
-@router.get("/v2/models/{name}/versions/{version}")
+@router.get("/v2/models/{name}", responses=NOT_FOUND)
+@router.get("/v2/models/{name}/versions/{version}", responses=NOT_FOUND)
 async def model_metadata(name: str, request: Request, version: str | None = None) -> dict:
     served = _served(request, name, version)
     return {
@@ -82,8 +103,8 @@ async def model_metadata(name: str, request: Request, version: str | None = None
     }
 
 
-@router.get("/v2/models/{name}/ready")
-@router.get("/v2/models/{name}/versions/{version}/ready")
+@router.get("/v2/models/{name}/ready", responses=NOT_FOUND)
+@router.get("/v2/models/{name}/versions/{version}/ready", responses=NOT_FOUND)
 async def model_ready(name: str, request: Request, version: str | None = None) -> dict:
     _served(request, name, version)
     return {"name": name, "ready": True}
@@ -117,10 +138,11 @@ _INFER_SCHEMA = {
 _BODY = {
     "requestBody": {"required": True, "content": {"application/json": {"schema": _INFER_SCHEMA}}}
 }
+_INFER = {"openapi_extra": _BODY, "responses": INFER_ERRORS}
 
 
-@router.post("/v2/models/{name}/infer", openapi_extra=_BODY)
-@router.post("/v2/models/{name}/versions/{version}/infer", openapi_extra=_BODY)
+@router.post("/v2/models/{name}/infer", **_INFER)
+@router.post("/v2/models/{name}/versions/{version}/infer", **_INFER)
 async def infer(name: str, request: Request, version: str | None = None):
     """JSON body, or the binary tensor extension (`Inference-Header-Content-Length`)."""
     _served(request, name, version)
