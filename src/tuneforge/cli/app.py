@@ -1,6 +1,8 @@
 """The `tuneforge` command: one small module per verb, each a thin wrapper over the Python API.
 
 A verb module defines functions decorated with `@app.command()`; list it in VERBS to add it.
+An app's sub-commands (`tuneforge assist ...`) are mounted by the apps' chassis from its
+`AppSpec` (apps/chassis/spec.py).
 """
 
 from __future__ import annotations
@@ -30,8 +32,6 @@ VERBS = [
     "export",
     "serve",
     "sample",
-    "assist",
-    "monitor",
 ]
 
 state = {"debug": False}
@@ -43,8 +43,11 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 
 
 def _register() -> None:
+    from tuneforge.apps.chassis.cli import mount_apps
+
     for verb in VERBS:
         importlib.import_module(f"tuneforge.cli.{verb}")
+    mount_apps(app)  # `tuneforge assist`, `tuneforge monitor`, ...: the apps' chassis
 
 
 def main() -> None:

@@ -6,15 +6,12 @@ from pathlib import Path
 
 import typer
 
-from tuneforge.cli.app import app
-
 assist_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="markdown",
     help="Customer-service assistant: approved answers by intent, help-article retrieval, "
     "hand-off to a person for the rest.",
 )
-app.add_typer(assist_app, name="assist")
 
 DIR = typer.Argument(..., help="The assistant's directory (with assist.yaml).")
 

@@ -7,13 +7,10 @@ from pathlib import Path
 
 import typer
 
-from tuneforge.cli.app import app
-
 monitor_app = typer.Typer(
     no_args_is_help=True,
     help="Financial sentiment monitor: ingest posts, trend sentiment, alert on negative surges.",
 )
-app.add_typer(monitor_app, name="monitor")
 
 HOME = typer.Option(Path("monitor"), "--home", help="The monitor's directory (monitor.yaml).")
 

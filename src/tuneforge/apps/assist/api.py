@@ -2,8 +2,9 @@
 
 `POST /v1/chat` {session_id, message} → the `Reply` fields. The API is a FastAPI app mounted
 at /v1 inside a small outer app that serves the chat page and a health check, so the page
-loads without a key while every API call goes through the serving stack's own middleware:
-admission → auth (hashed keys, `serving/auth.py`) → per-key rate limit → body-size limit.
+loads without a key while every API call goes through the serving stack's own middleware,
+wired by the apps' chassis (`chassis.web.guard`): admission → auth (hashed keys,
+`serving/auth.py`) → per-key rate limit → body-size limit.
 Tickets are not served: a chat key may sit in a public web page, so the support team reads
 them with `tuneforge assist tickets`.
 """
@@ -18,13 +19,8 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from tuneforge.apps.assist.pipeline import Assistant
-from tuneforge.serving.auth import OPEN_PATHS, AuthMiddleware, KeySet
-from tuneforge.serving.limits import (
-    AdmissionMiddleware,
-    BodyLimitMiddleware,
-    Limits,
-    RateLimitMiddleware,
-)
+from tuneforge.apps.chassis.web import guard
+from tuneforge.serving.limits import Limits
 
 SESSION_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"
 
@@ -69,14 +65,7 @@ def _api(assistant: Assistant, limits: Limits) -> FastAPI:
 def build_app(assistant: Assistant, *, api_keys: list[str] | None, limits: Limits) -> FastAPI:
     """`api_keys=None` means no authentication (only with an explicit --insecure-no-auth)."""
     app = FastAPI(title="tuneforge assistant", docs_url=None, redoc_url=None)
-    api = _api(assistant, limits)
-    api.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes)
-    api.add_middleware(
-        RateLimitMiddleware, rate=limits.rate_per_second, burst=limits.burst, open_paths=OPEN_PATHS
-    )
-    api.add_middleware(AuthMiddleware, keys=None if api_keys is None else KeySet(api_keys))
-    api.add_middleware(AdmissionMiddleware, max_inflight=limits.max_inflight, open_paths=())
-    app.mount("/v1", api)
+    app.mount("/v1", guard(_api(assistant, limits), api_keys, limits))
     page = chat_page().replace("__AUTH_REQUIRED__", "false" if api_keys is None else "true")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)

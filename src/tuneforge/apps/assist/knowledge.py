@@ -1,8 +1,9 @@
 """What an assistant knows: example questions per intent, approved answers, help articles.
 
-An assistant is a directory with `assist.yaml` naming its files (see `AssistConfig`). Every
-loader checks its file and raises `DataError` naming the file, the line and the fix, because
-these files are written by hand by support teams, not generated.
+An assistant is a directory with `assist.yaml` naming its files (see `AssistConfig`; the
+apps' chassis loads and checks it). Every loader checks its file and raises `DataError`
+naming the file, the line and the fix, because these files are written by hand by support
+teams, not generated.
 """
 
 from __future__ import annotations
@@ -13,21 +14,23 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
+from tuneforge.apps.assist import APP
 from tuneforge.apps.assist.slots import SLOT_NAMES, template_fields
+from tuneforge.apps.chassis.settings import AppSettings
 from tuneforge.data.dataset import TextDataset, load_data
 from tuneforge.data.yaml_text import load_text_yaml
-from tuneforge.errors import ConfigError, DataError
+from tuneforge.errors import DataError
 
-CONFIG_FILE = "assist.yaml"
+CONFIG_FILE = APP.settings_file
 ARTICLE_SUFFIXES = (".md", ".markdown", ".txt")
 
 
-class AssistConfig(BaseModel):
+class AssistConfig(AppSettings):
     """`assist.yaml`: paths are relative to the assistant directory."""
 
-    model_config = ConfigDict(extra="forbid")
+    app = APP
 
     intents: str = "intents.csv"
     answers: str = "answers.yaml"
@@ -44,24 +47,6 @@ class AssistConfig(BaseModel):
     # msp_knn measured best (benchmarks/results/assist.json); see oos.py.
     oos_score: Literal["msp", "energy", "centroid", "knn", "msp_knn"] = "msp_knn"
     top_k: int = Field(3, ge=1, le=20)
-
-    @classmethod
-    def load(cls, directory: Path) -> AssistConfig:
-        file = Path(directory) / CONFIG_FILE
-        if not file.exists():
-            raise ConfigError(
-                f"{file} not found: {directory} is not an assistant. Create one with "
-                f"`tuneforge assist init {directory}`."
-            )
-        raw = _read_yaml(file) or {}
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{file}: expected a mapping of settings (key: value).")
-        try:
-            return cls(**raw)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            key = ".".join(str(p) for p in err["loc"])
-            raise ConfigError(f"{file}: setting '{key}': {err['msg']}.") from exc
 
 
 @dataclass(frozen=True)

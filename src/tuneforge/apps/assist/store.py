@@ -2,8 +2,8 @@
 
 Only masked text is ever written: `Store` masks every text itself, whatever its caller did,
 so a raw card number or e-mail address cannot reach the database through a new code path.
-The schema is made and kept up to date by the Alembic migrations in `migrations/`: a change
-to the models below needs a new revision there.
+The schema is made and kept up to date by the Alembic migrations in `migrations/versions/`
+(run by the apps' chassis): a change to the models below needs a new revision there.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from sqlalchemy import (
     Index,
     String,
     Text,
-    create_engine,
     select,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
-from tuneforge.apps.assist import migrations
+from tuneforge.apps.assist import APP
+from tuneforge.apps.chassis.migrations import open_database
 from tuneforge.serving.pii import mask_pii
 
 
@@ -93,12 +93,8 @@ class TicketView:
 
 class Store:
     def __init__(self, url: str = "sqlite:///assist.db") -> None:
-        sqlite = url.startswith("sqlite")
-        # The API answers from a thread pool: SQLite connections must be shareable across it.
-        self.engine = create_engine(
-            url, connect_args={"check_same_thread": False} if sqlite else {}, pool_pre_ping=True
-        )
-        migrations.upgrade(self.engine)  # a new database, or one an older tuneforge wrote
+        # A new database, or one an older tuneforge wrote: migrated in place (the chassis).
+        self.engine = open_database(APP, url)
 
     def _write(self, work: Callable[[Session], T]) -> T:
         """`work` in a transaction, tried again once if a concurrent request of the same session

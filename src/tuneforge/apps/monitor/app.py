@@ -7,10 +7,11 @@
     GET  /api/items           ?limit=20&scope=...
     GET  /                    dashboard (hand-drawn SVG charts, refreshes every 2 s)
 
-Auth reuses serving/auth.py: API keys as `Authorization: Bearer KEY` everywhere; a browser
-signs in once on the login form (POST /login checks the key against the same KeySet) and then
-carries it in an HttpOnly, SameSite=Strict cookie that is accepted for GET requests only, so
-another site can neither read data nor make the browser ingest anything.
+Auth reuses serving/auth.py, wired by the apps' chassis (`chassis.web.guard`): API keys as
+`Authorization: Bearer KEY` everywhere; a browser signs in once on the login form (POST /login
+checks the key against the same keys) and then carries it in an HttpOnly, SameSite=Strict
+cookie that is accepted for GET requests only, so another site can neither read data nor make
+the browser ingest anything.
 """
 
 from __future__ import annotations
@@ -91,10 +92,11 @@ def create_app(monitor, api_keys: list[str] | None, max_body_bytes: int = 4 << 2
     from fastapi import FastAPI, HTTPException, Query, Response
     from fastapi.responses import HTMLResponse, JSONResponse
 
+    from tuneforge.apps.chassis.web import guard
     from tuneforge.apps.monitor import queries
     from tuneforge.apps.monitor.ingest import to_item
     from tuneforge.errors import DataError, TuneforgeError
-    from tuneforge.serving.limits import BodyLimitMiddleware
+    from tuneforge.serving.limits import Limits
 
     keys = KeySet(api_keys) if api_keys is not None else None
     api = FastAPI(title="tuneforge monitor", docs_url=None, redoc_url=None)
@@ -152,7 +154,9 @@ def create_app(monitor, api_keys: list[str] | None, max_body_bytes: int = 4 << 2
     def dashboard() -> str:
         return (STATIC / "dashboard.html").read_text(encoding="utf-8")
 
-    return BodyLimitMiddleware(MonitorAuth(api, keys), max_body_bytes)
+    # No rate or in-flight limit: ingest is for the operator's own feeds, not the public.
+    limits = Limits(max_body_bytes=max_body_bytes, rate_per_second=0, max_inflight=0)
+    return guard(api, api_keys, limits, open_paths=OPEN_PATHS, auth=MonitorAuth)
 
 
 def serve(monitor, api_keys, host: str, port: int) -> None:

@@ -25,16 +25,16 @@ def init_home(
     base: str = "minilm",
 ) -> MonitorSettings:
     """Create (or complete) a monitor home; existing models and watch list are kept."""
-    from tuneforge.apps.monitor import migrations
+    from tuneforge.apps.chassis.migrations import open_database
+    from tuneforge.apps.monitor import APP
     from tuneforge.apps.monitor.entities import DEFAULT_WATCHLIST
     from tuneforge.apps.monitor.sentiment import train_demo_model
-    from tuneforge.apps.monitor.store import make_engine
     from tuneforge.apps.monitor.topics import build_topic_model
 
     home = Path(home)
     home.mkdir(parents=True, exist_ok=True)
     settings = (
-        load_settings(home) if (home / "monitor.yaml").exists() else MonitorSettings(home=home)
+        load_settings(home) if MonitorSettings.file(home).exists() else MonitorSettings(home=home)
     )
     if database:
         settings.database = database
@@ -48,7 +48,7 @@ def init_home(
         build_topic_model(settings.path(settings.topic_model), base)
     if not settings.path(settings.watchlist).exists():
         shutil.copyfile(DEFAULT_WATCHLIST, settings.path(settings.watchlist))
-    migrations.upgrade(make_engine(settings.database_url()))
+    open_database(APP, settings.database_url()).dispose()
     settings.save()
     return settings
 
@@ -68,17 +68,16 @@ class Monitor:
 
 def open_monitor(home: Path, classifier=None) -> Monitor:
     """Settings, migrated database, classifier, detector and sinks of the monitor at `home`."""
-    from tuneforge.apps.monitor import migrations
+    from tuneforge.apps.chassis.migrations import open_database
+    from tuneforge.apps.monitor import APP
     from tuneforge.apps.monitor.alerts import SurgeDetector
     from tuneforge.apps.monitor.classify import load_classifier
     from tuneforge.apps.monitor.ingest import Ingestor
-    from tuneforge.apps.monitor.store import make_engine
     from tuneforge.apps.monitor.webhook import WebhookSink
     from tuneforge.serving.pii import mask_pii
 
     settings = load_settings(home)
-    engine = make_engine(settings.database_url())
-    migrations.upgrade(engine)
+    engine = open_database(APP, settings.database_url())
     webhook = WebhookSink(settings.webhook) if settings.webhook.url else None
     detector = SurgeDetector(engine, settings.window_seconds, settings.detector, webhook)
     ingestor = Ingestor(

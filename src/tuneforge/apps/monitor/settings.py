@@ -1,28 +1,33 @@
 """The monitor's settings: `monitor.yaml` in the monitor's home directory (`monitor init`).
 
-Relative paths in the file are relative to the home directory. The database URL may instead
-come from $TUNEFORGE_MONITOR_DB, so a PostgreSQL password need not be written to the file.
+Loading, checking and saving are the apps' chassis (`AppSettings`): relative paths in the file
+are relative to the home directory, and the database URL may instead come from
+$TUNEFORGE_MONITOR_DB, so a PostgreSQL password need not be written to the file.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, field_validator
 
+from tuneforge.apps.chassis.settings import AppSettings
+from tuneforge.apps.monitor import APP
 from tuneforge.errors import ConfigError
 
-SETTINGS_FILE = "monitor.yaml"
-DB_ENV = "TUNEFORGE_MONITOR_DB"
+SETTINGS_FILE = APP.settings_file
+DB_ENV = APP.database_env
 WINDOWS = {"minute": 60, "5min": 300, "15min": 900, "hour": 3600, "day": 86400}
 
 
 def window_seconds(name: str) -> int:
     if name not in WINDOWS:
-        raise ConfigError(f"Unknown window {name!r}: use one of {', '.join(WINDOWS)}.")
+        raise ConfigError(_unknown_window(name))
     return WINDOWS[name]
+
+
+def _unknown_window(name: str) -> str:
+    return f"Unknown window {name!r}: use one of {', '.join(WINDOWS)}."
 
 
 class DetectorSettings(BaseModel):
@@ -41,61 +46,45 @@ class WebhookSettings(BaseModel):
     timeout_seconds: float = Field(5.0, gt=0)
 
 
-class MonitorSettings(BaseModel):
+class MonitorSettings(AppSettings):
+    app = APP
+    # The home directory is where the file is, not something the file says.
+    runtime_fields = frozenset({"home"})
+
     database: str = "sqlite:///monitor.db"
     sentiment_model: str = "models/sentiment"
     topic_model: str | None = "models/topics"
     watchlist: str = "watchlist.yaml"
     window: str = "5min"
     batch_size: int = Field(64, ge=1)
-    negative_labels: list[str] = ["bearish", "negative"]
-    positive_labels: list[str] = ["bullish", "positive"]
+    negative_labels: list[str] = Field(default_factory=lambda: ["bearish", "negative"])
+    positive_labels: list[str] = Field(default_factory=lambda: ["bullish", "positive"])
     mask_pii: bool = False
     detector: DetectorSettings = DetectorSettings()
     webhook: WebhookSettings = WebhookSettings()
     home: Path = Path(".")
 
-    model_config = {"extra": "forbid"}
+    @field_validator("window")
+    @classmethod
+    def _known_window(cls, name: str) -> str:
+        if name not in WINDOWS:
+            raise ValueError(_unknown_window(name))
+        return name
 
     @property
     def window_seconds(self) -> int:
         return window_seconds(self.window)
 
-    def path(self, value: str) -> Path:
-        p = Path(value).expanduser()
-        return p if p.is_absolute() else self.home / p
+    @property
+    def directory(self) -> Path:
+        return self.home
 
-    def database_url(self) -> str:
-        url = os.environ.get(DB_ENV) or self.database
-        prefix = "sqlite:///"
-        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
-            return prefix + str(self.path(url.removeprefix(prefix)).resolve())
-        return url
-
-    def save(self) -> Path:
-        data = self.model_dump(mode="json", exclude={"home"})
-        return write_text_atomically(
-            self.home / SETTINGS_FILE, yaml.safe_dump(data, sort_keys=False)
-        )
-
-
-def write_text_atomically(target: Path, text: str) -> Path:
-    """Write via a temporary file and rename, so a crash never leaves half a file."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, target)
-    return target
+    @classmethod
+    def load(cls, directory: Path) -> MonitorSettings:
+        settings = super().load(directory)
+        settings.home = Path(directory)
+        return settings
 
 
 def load_settings(home: Path) -> MonitorSettings:
-    file = Path(home) / SETTINGS_FILE
-    if not file.exists():
-        raise ConfigError(f"{file} not found: run `tuneforge monitor init --home {home}` first.")
-    try:
-        data = yaml.safe_load(file.read_text()) or {}
-        settings = MonitorSettings(**data, home=Path(home))
-    except (yaml.YAMLError, ValidationError, TypeError) as exc:
-        raise ConfigError(f"{file}: {exc}") from exc
-    window_seconds(settings.window)
-    return settings
+    return MonitorSettings.load(home)

@@ -1,9 +1,10 @@
-"""Storage: SQLAlchemy 2 models and an engine from a URL (SQLite file by default, PostgreSQL).
+"""Storage: SQLAlchemy 2 models (the engine, SQLite file or PostgreSQL, is the apps' chassis).
 
 Timestamps are integer epoch seconds (UTC), so a window is `ts - ts % width` in plain SQL on
 every database. An item's primary key is its id (given, or a content hash): inserting an item
 twice is a no-op (`ON CONFLICT DO NOTHING`), which makes every ingest path idempotent.
-The schema is created and upgraded by Alembic (migrations/), never by `create_all`.
+The schema is created and upgraded by Alembic (migrations/versions/, run by the chassis),
+never by `create_all`.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    create_engine,
-    event,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -80,30 +79,6 @@ class IngestedFile(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     mtime_ns: Mapped[int] = mapped_column(BigInteger)
     items: Mapped[int] = mapped_column(Integer)
-
-
-def make_engine(url: str) -> Engine:
-    """An engine for `url`; SQLite gets WAL + a busy timeout so a server can read while a
-    replay or ingest process writes, and foreign keys on."""
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    is_sqlite = url.startswith("sqlite")
-    engine = create_engine(
-        url,
-        connect_args={"timeout": 30} if is_sqlite else {},
-        pool_pre_ping=not is_sqlite,
-    )
-    if is_sqlite:
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn, _record) -> None:
-            cursor = dbapi_conn.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
-
-    return engine
 
 
 def insert_ignore(engine: Engine, table):

@@ -1,45 +1,30 @@
-"""Alembic migrations of the assistant's schema, run programmatically (no alembic.ini needed).
+"""The assistant's schema migrations: its revisions are in versions/, run by the chassis.
 
-`Store` calls `upgrade(engine)` whenever it opens a database, so a newer tuneforge migrates an
-existing conversation log in place. The revision is kept in its own table,
-`assist_alembic_version`, because other apps (the monitor) use Alembic too and may share the
-database. A new revision is a file in versions/ shaped like 0002_one_open_ticket.py
-(down_revision = the last one); `tests/unit/test_assist_migrations.py` checks that the
-migrated schema matches the models in store.py.
+`Store` migrates the database whenever it opens one (`chassis.migrations.open_database`), so
+a newer tuneforge upgrades an existing conversation log in place; a log written before the
+migrations is stamped at BASELINE first. The revision is kept in `assist_alembic_version`.
+A new revision is a file in versions/ shaped like 0002_one_open_ticket.py (down_revision =
+the last one); `tests/unit/test_assist_migrations.py` checks that the migrated schema
+matches the models in store.py.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from tuneforge.apps.assist import APP
+from tuneforge.apps.chassis import migrations
 
-from tuneforge.apps.migrations import alembic_config
-from tuneforge.apps.migrations import current_revision as revision_of
-
-HERE = Path(__file__).resolve().parent
-VERSION_TABLE = "assist_alembic_version"
+VERSION_TABLE = APP.version_table
 TABLES = ("assist_conversations", "assist_messages", "assist_tickets")
-# The schema as `create_all` made it before these migrations existed (tuneforge ≤ this change).
-BASELINE = "0001"
-
-
-def is_assist_table(name, type_, parent_names) -> bool:
-    """Alembic's `include_name`: autogenerate compares only the assistant's own tables, so a
-    new revision never proposes to drop the tables of another app sharing the database."""
-    return type_ != "table" or name.startswith("assist_")
+BASELINE = APP.baseline
+# Alembic's `include_name`: autogenerate compares only the assistant's own tables.
+is_assist_table = migrations.include_name(APP)
 
 
 def upgrade(engine, revision: str = "head") -> None:
     """Migrate the database behind `engine` to `revision` (default: the newest)."""
-    from alembic import command
-    from sqlalchemy import inspect
-
-    with engine.begin() as connection:
-        config = alembic_config(HERE, connection)
-        if current_revision(connection) is None and inspect(connection).has_table(TABLES[0]):
-            # A log written before the migrations: its tables are the baseline revision's.
-            command.stamp(config, BASELINE)
-        command.upgrade(config, revision)
+    migrations.upgrade(APP, engine, revision)
 
 
-def current_revision(connection) -> str | None:
-    return revision_of(connection, VERSION_TABLE)
+def current_revision(bind) -> str | None:
+    """The revision of the database behind `bind` (an engine or a connection)."""
+    return migrations.current_revision(APP, bind)

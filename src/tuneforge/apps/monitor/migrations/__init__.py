@@ -1,28 +1,23 @@
-"""Alembic migrations of the monitor's schema, run programmatically (no alembic.ini needed).
+"""The monitor's schema migrations: its revisions are in versions/, run by the chassis.
 
-`upgrade(engine)` brings any database to the newest revision; `monitor init` and every
-start-up call it, so an upgraded tuneforge migrates an existing monitor database in place.
-A new revision is a file in versions/ shaped like 0001_initial.py (down_revision = the last).
+`monitor init` and every start-up migrate the database (`chassis.migrations.open_database`),
+so an upgraded tuneforge migrates an existing monitor database in place. The revision is kept
+in `monitor_alembic_version`; the first release kept it in Alembic's default
+`alembic_version`, from which the chassis moves it on first open. A new revision is a file in
+versions/ shaped like 0001_initial.py (down_revision = the last).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from tuneforge.apps.migrations import alembic_config
-from tuneforge.apps.migrations import current_revision as revision_of
-
-HERE = Path(__file__).resolve().parent
+from tuneforge.apps.chassis import migrations
+from tuneforge.apps.monitor import APP
 
 
 def upgrade(engine, revision: str = "head") -> None:
     """Migrate the database behind `engine` to `revision` (default: the newest)."""
-    from alembic import command
-
-    with engine.begin() as connection:
-        command.upgrade(alembic_config(HERE, connection), revision)
+    migrations.upgrade(APP, engine, revision)
 
 
-def current_revision(engine) -> str | None:
-    with engine.connect() as connection:
-        return revision_of(connection)
+def current_revision(bind) -> str | None:
+    """The revision of the database behind `bind` (an engine or a connection)."""
+    return migrations.current_revision(APP, bind)
