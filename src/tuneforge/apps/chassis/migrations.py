@@ -15,6 +15,7 @@ A database an older release wrote is adopted in place before upgrading:
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 from sqlalchemy import inspect, text
@@ -40,6 +41,7 @@ def upgrade(app: AppSpec, engine: Engine, revision: str = "head") -> None:
     from alembic import command
 
     with engine.begin() as connection:
+        _one_migrator_at_a_time(app, connection)
         config = alembic_config(app, connection)
         if current_revision(app, connection) is None:
             _adopt(app, connection, config)
@@ -72,6 +74,19 @@ def include_name(app: AppSpec):
         return type_ != "table" or app.owns_table(name)
 
     return include
+
+
+def _one_migrator_at_a_time(app: AppSpec, connection: Connection) -> None:
+    """Processes opening the same database at once (a server and an ingest) take turns:
+    otherwise each sees no version table and all but one fail creating it. The lock ends
+    with the transaction."""
+    if connection.dialect.name == "postgresql":
+        key = zlib.crc32(app.version_table.encode()) - 2**31  # a bigint, stable across runs
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    elif connection.dialect.name == "sqlite":
+        # The write lock now, not at the first write: a reader's view could be stale by then.
+        # (pysqlite begins transactions only before DML, so this is the transaction's start.)
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _option(path: Path) -> str:
