@@ -37,7 +37,8 @@ def open_database(app: AppSpec, url: str) -> Engine:
 
 def upgrade(app: AppSpec, engine: Engine, revision: str = "head") -> None:
     """Migrate the app's tables in the database behind `engine` to `revision`, in one
-    transaction (on PostgreSQL a failed migration leaves the database as it was)."""
+    transaction (on PostgreSQL a failed migration leaves the database as it was). Processes
+    may call it at once; threads of one process may not (Alembic's context is global)."""
     from alembic import command
 
     with engine.begin() as connection:
