@@ -42,7 +42,9 @@ def main() -> None:
     parser.add_argument("--dataset", default="banking77")
     parser.add_argument("--base", default="minilm")
     parser.add_argument("--C", nargs="+", type=float, default=[1, 4, 16, 64, 256, 1024])
-    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/head_c_grid.json"))
+    parser.add_argument(
+        "--out", default=str(ROOT / "benchmarks/results/head_c_grid_banking77.json")
+    )
     args = parser.parse_args()
     folder = DATA / args.dataset / "converted"
     record = run_header()
