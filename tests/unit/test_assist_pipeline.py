@@ -121,7 +121,7 @@ def test_open_store_puts_relative_sqlite_in_the_assistant_dir(assistant_dir):
 
 def test_calibrate_meets_the_target_on_validation(assistant_dir):
     cfg = AssistConfig.load(assistant_dir)
-    intents, _, _ = load_knowledge(assistant_dir, cfg)
+    intents, *_ = load_knowledge(assistant_dir, cfg)
     val = intents.subset(list(range(len(intents))))
     val.texts = [*val.texts[:-2], "nothing here", "no keyword"]  # two unsure, wrong-ish rows
     calibration = calibrate(

@@ -39,13 +39,45 @@ def train(directory: Path = DIR) -> None:
 
     calibration = train_assistant(directory)
     kind = AssistConfig.load(directory).oos_score
-    seen = calibration.measured[kind]
-    typer.echo(
-        f"Validation: intent accuracy {calibration.measured['accuracy']:.3f}; at {kind} >= "
-        f"{calibration.answer[kind]:.3f} the assistant answers {seen['answered']:.0%} of "
-        f"questions, {seen['accuracy_of_answered']:.3f} of them correctly. Retrieval threshold "
-        f"(cosine) {calibration.retrieval:.3f}."
-    )
+    typer.echo(train_summary(calibration, kind))
+
+
+BOUND_BY = {
+    "accuracy": "set by target_accuracy",
+    "in_scope_recall": "set by target_in_scope_recall",
+    "oos_handoff": "raised for the out-of-scope examples",
+    "min_in_scope_recall": "raised for the out-of-scope examples as far as min_in_scope_recall "
+    "allows",
+}
+
+
+def train_summary(calibration, kind: str) -> str:
+    """What `assist train` reports: the validation figures behind the thresholds."""
+    measured, seen = calibration.measured, calibration.measured[kind]
+    lines = [
+        f"Validation: intent accuracy {measured['accuracy']:.3f}; at {kind} >= "
+        f"{calibration.answer[kind]:.3f} ({BOUND_BY[seen['bound_by']]}) the assistant answers "
+        f"{seen['answered']:.0%} of questions, {seen['accuracy_of_answered']:.3f} of them "
+        f"correctly. Retrieval threshold (cosine) {calibration.retrieval:.3f}."
+    ]
+    unknown, expected = measured["unknown_intents"], seen.get("expected_unknown_handoff")
+    if expected is not None:
+        lines.append(
+            f"Unknown questions: about {expected:.0%} handed off or sent to an article; in-scope "
+            f"questions answered {seen['answered']:.0%} (estimated by leaving "
+            f"{unknown['held_out_per_fold']} of {unknown['intents']} intents out, "
+            f"{unknown['folds']} folds; questions far from every intent fare better)."
+        )
+    else:
+        why = unknown.get("note", "the accuracy target was out of reach in a fold")
+        lines.append(f"Unknown questions: not estimated ({why}).")
+    if seen.get("oos_handoff") is not None:
+        target = measured["targets"]["oos_handoff"]
+        lines.append(
+            f"Your {measured['oos_examples']} out-of-scope examples: {seen['oos_handoff']:.0%} "
+            f"handed off or sent to an article (target {target:.0%})."
+        )
+    return "\n".join(lines)
 
 
 @assist_app.command()

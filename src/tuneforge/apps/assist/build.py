@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
+from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
 
@@ -27,11 +29,15 @@ from tuneforge.apps.assist.oos import (
     recall_threshold,
 )
 from tuneforge.apps.assist.retrieval import Retriever
+from tuneforge.apps.assist.thresholds import Targets, choose_threshold
+from tuneforge.apps.assist.unknown_intents import expected_handoff
+from tuneforge.data.dataset import load_data
+from tuneforge.data.yaml_text import load_text_yaml
 from tuneforge.errors import ConfigError, DataError
-from tuneforge.evaluation.calibration import abstain_threshold
 from tuneforge.paths import write_text_atomically
 
 VAL_FRACTION = 0.2
+OOS_LABEL = "oos"  # intent rows with this label are out-of-scope examples (as in CLINC150)
 DEMO_FILES = (
     "intents.csv",
     "answers.yaml",
@@ -65,12 +71,36 @@ def init_assistant(directory: Path, force: bool = False) -> Path:
 
 
 def load_knowledge(directory: Path, cfg: AssistConfig):
-    """(intents dataset, answers, articles) checked against each other."""
+    """(intents, answers, articles, out-of-scope questions), checked against each other.
+
+    Intent rows labelled `oos` (CLINC150's convention) are out-of-scope examples, not an
+    intent; so are the questions in cfg.oos_examples."""
     intents = load_intents(directory / cfg.intents)
+    is_oos = [label == OOS_LABEL for label in intents.labels]
+    out_of_scope = [t for t, oos in zip(intents.texts, is_oos, strict=True) if oos]
+    intents = intents.subset([i for i, oos in enumerate(is_oos) if not oos])
+    if cfg.oos_examples:
+        out_of_scope += load_oos_examples(directory / cfg.oos_examples)
     answers = load_answers(directory / cfg.answers)
     check_answers_cover(intents.label_names, answers, directory / cfg.answers)
     articles = load_articles(directory / cfg.articles) if cfg.articles else []
-    return intents, answers, articles
+    return intents, answers, articles, out_of_scope
+
+
+def load_oos_examples(file: Path) -> list[str]:
+    """Out-of-scope questions: a YAML list (`- question`), or a CSV/JSONL/... text column."""
+    file = Path(file)
+    if not file.exists():
+        raise DataError(
+            f"oos_examples: {file} not found; write one out-of-scope question per row, or "
+            "remove the setting from assist.yaml."
+        )
+    if file.suffix.lower() not in (".yaml", ".yml"):
+        return load_data(file, require_labels=False).texts
+    raw = load_text_yaml(file.read_text(encoding="utf-8"))
+    if not isinstance(raw, list) or not raw or not all(isinstance(q, str) for q in raw):
+        raise DataError(f"{file}: expected a list of out-of-scope questions ('- text' per line).")
+    return [q.strip() for q in raw if q.strip()]
 
 
 def train_assistant(directory: Path, progress: bool = True) -> Calibration:
@@ -80,7 +110,7 @@ def train_assistant(directory: Path, progress: bool = True) -> Calibration:
 
     directory = Path(directory)
     cfg = AssistConfig.load(directory)
-    intents, _, articles = load_knowledge(directory, cfg)  # answers: checked only
+    intents, _, articles, out_of_scope = load_knowledge(directory, cfg)  # answers: checked only
     fit, val = stratified_split(intents, VAL_FRACTION, seed=0)
     model = tune(
         fit,
@@ -91,7 +121,8 @@ def train_assistant(directory: Path, progress: bool = True) -> Calibration:
         out=directory / cfg.model,
         progress=progress,
     )
-    calibration = calibrate(model, fit, val, cfg)
+    head_c = model.config.method_details.get("C")  # the folds' heads are fit alike
+    calibration = calibrate(model, fit, val, cfg, out_of_scope, head_c)
     calibration.retrieval, retrieval_measured = _retrieval_threshold(
         directory, cfg, articles, model.embed
     )
@@ -100,28 +131,51 @@ def train_assistant(directory: Path, progress: bool = True) -> Calibration:
     return calibration
 
 
-def calibrate(model, fit, val, cfg: AssistConfig) -> Calibration:
-    """Answer thresholds per score kind, chosen on held-out `val` for cfg.target_accuracy."""
+def calibrate(
+    model,
+    fit,
+    val,
+    cfg: AssistConfig,
+    out_of_scope: Sequence[str] = (),
+    head_c: float | None = None,
+) -> Calibration:
+    """Answer thresholds per score kind, chosen on held-out `val` (and the out-of-scope
+    questions) by the rule of thresholds.py, with the share of questions about unknown intents
+    they are expected to hand off (unknown_intents.py: intents left out of `fit`)."""
     if val.labels is None or not len(val):
         raise DataError("Calibration needs labelled validation examples; add more per intent.")
-    reference = Reference.build(model.embed(fit.texts), fit.labels, model.labels)
-    logits, embeddings = model.logits(val.texts), model.embed(val.texts)
-    correct = np.array(
-        [model.labels[i] == y for i, y in zip(logits.argmax(1), val.labels, strict=True)]
-    )
+    x_fit, x_val = model.embed(fit.texts), model.embed(val.texts)
+    reference = Reference.build(x_fit, fit.labels, model.labels)
+    logits = model.logits(val.texts)
+    correct = np.array(model.labels)[logits.argmax(1)] == np.array(val.labels)
+    oos = None  # (logits, embeddings) of the out-of-scope questions
+    if out_of_scope:
+        oos = (model.logits(list(out_of_scope)), model.embed(list(out_of_scope)))
+    targets = Targets.of(cfg)
     answer, measured = {}, {"validation_examples": len(val), "accuracy": float(correct.mean())}
     for kind in SCORES:
-        scores = in_scope_score(kind, logits, embeddings, reference)
+        scores = in_scope_score(kind, logits, x_val, reference)
+        oos_scores = in_scope_score(kind, *oos, reference) if oos else None
         try:
-            answer[kind], coverage, accuracy = abstain_threshold(
-                scores, correct, cfg.target_accuracy
-            )
+            choice = choose_threshold(scores, correct, targets, oos_scores)
         except ConfigError:
             if kind == cfg.oos_score:
                 raise
-            answer[kind], coverage, accuracy = None, 0.0, None  # unusable; reported as such
-        measured[kind] = {"answered": coverage, "accuracy_of_answered": accuracy}
-    measured["target_accuracy"] = cfg.target_accuracy
+            answer[kind] = None  # unusable; reported as such
+            measured[kind] = {"answered": 0.0, "accuracy_of_answered": None}
+            continue
+        answer[kind], measured[kind] = choice.threshold, choice.to_dict()
+    unknown = expected_handoff(
+        x_fit, fit.labels, x_val, val.labels, targets, oos[1] if oos else None, c=head_c
+    )
+    for kind, share in unknown.get("handoff", {}).items():
+        measured[kind]["expected_unknown_handoff"] = share
+    measured |= {
+        "target_accuracy": cfg.target_accuracy,
+        "targets": asdict(targets),
+        "oos_examples": len(out_of_scope),
+        "unknown_intents": unknown,
+    }
     return Calibration(answer, 0.0, reference, measured)
 
 

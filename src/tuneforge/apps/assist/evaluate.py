@@ -1,9 +1,9 @@
 """`tuneforge assist eval`: intent accuracy, out-of-scope detection, retrieval recall@k.
 
 Out-of-scope detection is measured the way it fails in production: whole intents the model
-never saw. For each fold a share of the intents is held out, a head is trained on the
-embeddings of the others, and each score must tell held-out test questions (out of scope)
-from known ones (AUROC; FPR at the threshold that keeps 95% of in-scope questions).
+never saw (`unknown_intents.py`: per fold a share of the intents is held out and a head is
+trained on the embeddings of the others); each score must tell held-out test questions (out
+of scope) from known ones (AUROC; FPR at the threshold that keeps 95% of in-scope questions).
 The encoder is frozen in the head method, so each text is embedded once, then cached.
 Retrieval is measured on the queries its threshold was calibrated on and, with
 `--retrieval-test`, on held-out queries that calibration never saw (the honest figure).
@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tuneforge.apps.assist.oos import SCORES, Reference, auroc, fpr_at_tpr, in_scope_score
+from tuneforge.apps.assist.oos import SCORES, auroc, fpr_at_tpr
 from tuneforge.apps.assist.retrieval import Retriever, recall_at_k
+from tuneforge.apps.assist.unknown_intents import fit_fold, held_out_count, unknown_intent_folds
 from tuneforge.data.dataset import TextDataset, load_data
 from tuneforge.errors import ConfigError, DataError
 from tuneforge.evaluation.provenance import run_header
@@ -71,51 +72,30 @@ def _progress(items):
     return track(items, description="embedding", console=console, transient=True)
 
 
-def fit_head(x: np.ndarray, y: np.ndarray, seed: int):
-    """Logistic regression with C chosen on a held-out tenth, like the head method."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import train_test_split
-
-    from tuneforge.methods.head import HeadOptions
-
-    x_fit, x_val, y_fit, y_val = train_test_split(
-        x, y, test_size=0.1, stratify=y, random_state=seed
-    )
-    best_c = max(
-        HeadOptions().C,
-        key=lambda c: LogisticRegression(C=c, max_iter=2000).fit(x_fit, y_fit).score(x_val, y_val),
-    )
-    return LogisticRegression(C=best_c, max_iter=2000).fit(x, y)
-
-
 def leave_intents_out(
     x_train: np.ndarray, train: TextDataset, x_test: np.ndarray, test: TextDataset, opts
 ) -> dict:
     """Mean and spread over folds of AUROC / FPR@95%TPR per score, and in-scope accuracy."""
     names = sorted(set(train.labels))
-    k = max(1, round(opts.held_out * len(names)))
-    rng = np.random.default_rng(opts.seed)
     y_train, y_test = np.array(train.labels), np.array(test.labels)
     folds = []
-    for fold in range(opts.folds):
-        unknown = set(rng.choice(names, k, replace=False).tolist())
-        known_tr, known_te = ~np.isin(y_train, list(unknown)), ~np.isin(y_test, list(unknown))
-        clf = fit_head(x_train[known_tr], y_train[known_tr], opts.seed + fold)
-        logits = clf.decision_function(x_test)
-        reference = Reference.build(x_train[known_tr], list(y_train[known_tr]), list(clf.classes_))
-        accuracy = np.mean(clf.predict(x_test[known_te]) == y_test[known_te])
-        row = {"in_scope_accuracy": float(accuracy)}
-        for kind in SCORES:
-            s = in_scope_score(kind, logits, x_test, reference)
+    for fold, unknown in enumerate(
+        unknown_intent_folds(names, opts.folds, opts.held_out, opts.seed)
+    ):
+        model = fit_fold(x_train, y_train, unknown, opts.seed + fold)
+        predicted, scores = model.score(x_test)
+        known = model.is_known(y_test)
+        row = {"in_scope_accuracy": float(np.mean(predicted[known] == y_test[known]))}
+        for kind, s in scores.items():
             row[kind] = {
-                "auroc": auroc(s[known_te], s[~known_te]),
-                "fpr_at_95tpr": fpr_at_tpr(s[known_te], s[~known_te], 0.95),
+                "auroc": auroc(s[known], s[~known]),
+                "fpr_at_95tpr": fpr_at_tpr(s[known], s[~known], 0.95),
             }
         folds.append(row)
         console.print(f"  fold {fold + 1}/{opts.folds}: " + _fold_line(row))
     return {
         "intents": len(names),
-        "held_out_per_fold": k,
+        "held_out_per_fold": held_out_count(len(names), opts.held_out),
         "folds": opts.folds,
         "in_scope_accuracy": _mean_std([f["in_scope_accuracy"] for f in folds]),
         **{
@@ -255,7 +235,14 @@ def run_eval(directory: Path, opts: EvalOptions, out: Path | None = None) -> dic
         "assistant": str(directory),
         "score_kind": cfg.oos_score,
     }
-    result["thresholds"] = {"answer": calibration.answer, "retrieval": calibration.retrieval}
+    result["thresholds"] = {
+        "answer": calibration.answer,
+        "retrieval": calibration.retrieval,
+        # train's estimate, by leaving intents out, of the share of unknown questions not answered
+        "expected_unknown_handoff": calibration.measured.get(cfg.oos_score, {}).get(
+            "expected_unknown_handoff"
+        ),
+    }
     if opts.test:
         console.print(f"[bold]intent accuracy[/] on {opts.test}")
         test = load_data(opts.test)
@@ -311,6 +298,9 @@ def print_summary(result: dict) -> None:
                 f"{key.replace('_', '-')} messages: answered {paths['answer']:.1%}, article "
                 f"{paths['retrieval']:.1%}, handed off {paths['handoff']:.1%}"
             )
+    expected = result["thresholds"].get("expected_unknown_handoff")
+    if expected is not None:
+        console.print(f"train's estimate for unknown questions: {expected:.0%} not answered")
     for name, oos in result["out_of_scope"].items():
         table = Table(
             title=f"out of scope: {name}, {oos['held_out_per_fold']} of "

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from tuneforge.apps.assist import APP
 from tuneforge.apps.assist.slots import SLOT_NAMES, template_fields
@@ -42,11 +42,29 @@ class AssistConfig(AppSettings):
     # Answer from an intent only when, on validation data, answers given at that confidence
     # were right at least this often; lower-scoring questions go to retrieval or a person.
     target_accuracy: float = Field(0.95, gt=0, le=1)
+    # ...and answer at most this share of in-scope validation questions: the lowest-scoring
+    # rest is handed off, because unknown questions score there even when the model is right.
+    target_in_scope_recall: float = Field(0.95, gt=0, le=1)
+    # Out-of-scope questions, if you have some: this file (CSV/JSONL with a text column, or a
+    # YAML list) and the intents file's rows labelled `oos`. The answer threshold is raised
+    # until target_oos_handoff of them go to an article or a person, but never so far that
+    # fewer than min_in_scope_recall of in-scope validation questions are answered.
+    oos_examples: str | None = None
+    target_oos_handoff: float = Field(0.8, ge=0, le=1)
+    min_in_scope_recall: float = Field(0.9, gt=0, le=1)
     # Share of the retrieval queries whose right article must clear the retrieval threshold.
     retrieval_recall: float = Field(0.9, gt=0, le=1)
     # msp_knn measured best (benchmarks/results/assist.json); see oos.py.
     oos_score: Literal["msp", "energy", "centroid", "knn", "msp_knn"] = "msp_knn"
     top_k: int = Field(3, ge=1, le=20)
+
+    @field_validator("min_in_scope_recall")
+    @classmethod
+    def _floor_below_target(cls, value: float, info: ValidationInfo) -> float:
+        target = info.data.get("target_in_scope_recall", value)
+        if value > target:
+            raise ValueError(f"must not exceed target_in_scope_recall ({target})")
+        return value
 
 
 @dataclass(frozen=True)
