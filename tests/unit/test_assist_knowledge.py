@@ -135,3 +135,25 @@ def test_yaml_intent_and_answer_names_stay_text(tmp_path):
     answers = tmp_path / "answers.yaml"
     answers.write_text("yes: Great, done.\nno: 'OK, cancelled.'\n")
     assert sorted(load_answers(answers)) == ["no", "yes"]
+
+
+def test_init_writes_its_config_atomically(tmp_path, monkeypatch):
+    """A write that dies halfway (disk full, a kill) leaves the previous assist.yaml whole."""
+    from pathlib import Path
+
+    from tuneforge.apps.assist.knowledge import CONFIG_FILE
+
+    directory = init_assistant(tmp_path / "bot")
+    before = (directory / CONFIG_FILE).read_text()
+    real_write = Path.write_text
+
+    def dies_halfway(self, text, *args, **kwargs):
+        real_write(self, text[: len(text) // 2], *args, **kwargs)
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", dies_halfway)
+    with pytest.raises(OSError, match="No space"):
+        init_assistant(directory, force=True)
+    monkeypatch.undo()
+    assert (directory / CONFIG_FILE).read_text() == before
+    assert sorted(p.name for p in directory.iterdir() if p.name.startswith(".")) == []
