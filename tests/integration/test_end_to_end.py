@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tuneforge.apps.chassis.spec import APPS
 from tuneforge.cli.app import VERBS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,5 +45,5 @@ def test_readme_commands_are_real():
     assert "make demo" in readme and "make test" in readme
     assert re.search(r"^demo:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
     shown = set(re.findall(r"^tuneforge ([a-z]+)", readme, re.M))
-    verbs = {"eval" if v == "evaluate" else v for v in VERBS}
+    verbs = {"eval" if v == "evaluate" else v for v in VERBS} | set(APPS)  # apps: sub-commands
     assert shown and shown <= verbs, shown - verbs
