@@ -2,8 +2,10 @@
 
 `calibration/thresholds.json` holds the answer threshold for every in-scope score (so the
 score can be switched in assist.yaml without retraining), the retrieval threshold, and the
-validation figures they were chosen on; `calibration/centroids.npy` the intent centroids and
-`calibration/examples.npy` the training examples' unit embeddings (for the distance scores).
+validation figures they were chosen on (with, per score, the rule that set it and the expected
+hand-off of questions about unknown intents: thresholds.py, unknown_intents.py);
+`calibration/centroids.npy` the intent centroids and `calibration/examples.npy` the training
+examples' unit embeddings (for the distance scores).
 """
 
 from __future__ import annotations
