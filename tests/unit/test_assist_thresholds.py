@@ -32,6 +32,8 @@ def test_recall_target_binds_when_the_model_is_always_right():
     assert choice.answered == pytest.approx(96 / 101)  # the top ceil(0.95 * 101) = 96
     assert choice.answered >= 0.95 and choice.threshold > IN_SCOPE.min()
     assert choice.oos_handoff is None
+    off = choose_threshold(IN_SCOPE, correct, Targets(in_scope_recall=1.0, min_in_scope_recall=1))
+    assert (off.answered, off.bound_by) == (1.0, "accuracy")  # the old rule: a tie is accuracy's
 
 
 def test_oos_examples_raise_the_threshold_to_their_target():

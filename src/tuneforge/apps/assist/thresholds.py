@@ -66,7 +66,9 @@ def choose_threshold(
     scores, correct = np.asarray(scores, dtype=np.float64), np.asarray(correct, dtype=bool)
     by_accuracy, _, _ = abstain_threshold(scores, correct, targets.accuracy)
     by_recall = recall_threshold(scores, targets.in_scope_recall)
-    threshold, bound = max((by_accuracy, "accuracy"), (by_recall, "in_scope_recall"))
+    threshold, bound = (by_accuracy, "accuracy")
+    if by_recall > by_accuracy:
+        threshold, bound = (by_recall, "in_scope_recall")
     has_oos = oos_scores is not None and len(oos_scores) > 0
     if has_oos and handoff_share(oos_scores, threshold) < targets.oos_handoff:
         floor = recall_threshold(scores, targets.min_in_scope_recall)
