@@ -54,11 +54,16 @@ BOUND_BY = {
 def train_summary(calibration, kind: str) -> str:
     """What `assist train` reports: the validation figures behind the thresholds."""
     measured, seen = calibration.measured, calibration.measured[kind]
+    retrieval = (
+        f"Retrieval threshold (cosine) {calibration.retrieval:.3f}."
+        if calibration.retrieval != float("inf")
+        else "No articles: retrieval is off."
+    )
     lines = [
         f"Validation: intent accuracy {measured['accuracy']:.3f}; at {kind} >= "
         f"{calibration.answer[kind]:.3f} ({BOUND_BY[seen['bound_by']]}) the assistant answers "
         f"{seen['answered']:.0%} of questions, {seen['accuracy_of_answered']:.3f} of them "
-        f"correctly. Retrieval threshold (cosine) {calibration.retrieval:.3f}."
+        f"correctly. {retrieval}"
     ]
     unknown, expected = measured["unknown_intents"], seen.get("expected_unknown_handoff")
     if expected is not None:
@@ -72,10 +77,19 @@ def train_summary(calibration, kind: str) -> str:
         why = unknown.get("note", "the accuracy target was out of reach in a fold")
         lines.append(f"Unknown questions: not estimated ({why}).")
     if seen.get("oos_handoff") is not None:
-        target = measured["targets"]["oos_handoff"]
+        target, floor = (
+            measured["targets"]["oos_handoff"],
+            measured["targets"]["min_in_scope_recall"],
+        )
+        short = (
+            f"; not reached: a higher threshold would answer fewer than {floor:.0%} of in-scope "
+            "questions (min_in_scope_recall)"
+            if seen["oos_handoff"] < target
+            else ""
+        )
         lines.append(
             f"Your {measured['oos_examples']} out-of-scope examples: {seen['oos_handoff']:.0%} "
-            f"handed off or sent to an article (target {target:.0%})."
+            f"handed off or sent to an article (target {target:.0%}{short})."
         )
     return "\n".join(lines)
 
