@@ -26,7 +26,7 @@ from tuneforge.data.dataset import TextDataset, load_data
 from tuneforge.errors import ConfigError, DataError
 from tuneforge.evaluation.provenance import run_header
 from tuneforge.methods.embedding_cache import texts_key
-from tuneforge.paths import cache_dir
+from tuneforge.paths import cache_dir, write_text_atomically
 from tuneforge.training.progress import console
 
 RECALL_K = (1, 3)
@@ -264,10 +264,7 @@ def run_eval(directory: Path, opts: EvalOptions, out: Path | None = None) -> dic
     elif opts.retrieval_test:
         raise ConfigError(f"--retrieval-test: {directory} has no articles to retrieve from.")
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps(result, indent=1))
-        os.replace(tmp, out)
+        write_text_atomically(out, json.dumps(result, indent=1))
     return result
 
 
