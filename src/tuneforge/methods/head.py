@@ -74,19 +74,18 @@ class HeadMethod(Method):
     def _fit_logreg(self, ctx, model, x_train, x_val) -> None:
         y_train = ctx.targets(ctx.train).numpy()
         y_val = ctx.targets(ctx.val).numpy()
-        scores = {
-            c: self._logreg(ctx, c).fit(x_train, y_train).score(x_val, y_val)
-            for c in self.options.C
-        }
+        fitted = {c: self._logreg(ctx, c).fit(x_train, y_train) for c in self.options.C}
+        scores = {c: clf.score(x_val, y_val) for c, clf in fitted.items()}
         best_c = max(scores, key=scores.get)  # the first of equals: the stronger regularization
         details = {
             "C": best_c,
             "validation_scores": {str(c): round(v, 4) for c, v in scores.items()},
         }
+        clf = fitted[best_c]
         if self.options.refit and len(y_val):
-            x_train, y_train = np.vstack([x_train, x_val]), np.concatenate([y_train, y_val])
+            x_all, y_all = np.vstack([x_train, x_val]), np.concatenate([y_train, y_val])
+            clf = self._logreg(ctx, best_c).fit(x_all, y_all)
             details["trained_on_validation"] = True
-        clf = self._logreg(ctx, best_c).fit(x_train, y_train)
         _copy_into_linear(clf, model.head[-1], len(ctx.label_names), ctx.multi_label)
         model.spec["details"] = details
 
