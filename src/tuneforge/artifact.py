@@ -18,11 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tuneforge.errors import ArtifactError
 
-FORMAT_VERSION = 1
+# 2: the task's own settings moved into `task_config` (format 1 kept text classification's
+# multi_label, pooling, normalize, head and head_hidden at the top level; it still loads)
+FORMAT_VERSION = 2
+TEXT_CLASSIFICATION_FIELDS = ("multi_label", "pooling", "normalize", "head", "head_hidden")
 CONFIG_FILE = "tuneforge.yaml"
 
 
@@ -36,18 +39,16 @@ class ArtifactConfig(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     format_version: int = FORMAT_VERSION
-    task: str = "text-classification"
-    labels: list[str]
-    multi_label: bool = False
+    task: str = "text-classification"  # a name in the task registry (tuneforge.tasks)
+    labels: list[str]  # the model's output names, in output order
+    # the task's typed settings (its `Config`): for text classification multi_label, pooling,
+    # normalize, head, head_hidden
+    task_config: dict[str, Any] = Field(default_factory=dict)
     method: str
     method_reason: str = ""
     base: str
     text_prefix: str = ""
     max_length: int = 128
-    pooling: str = "mean"
-    normalize: bool = False
-    head: str = "linear"
-    head_hidden: int = 0
     runtime: str = "torch"
     calibration: Calibration = Field(default_factory=Calibration)
     train_config: dict[str, Any] = Field(default_factory=dict)
@@ -57,6 +58,22 @@ class ArtifactConfig(BaseModel):
     versions: dict[str, str] = Field(default_factory=dict)
     created: str = ""
     command: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upgrade(cls, values: Any) -> Any:
+        """Format 1 (and keyword callers of its shape): move the task's fields into place."""
+        if not isinstance(values, dict):
+            return values
+        moved = {k: values[k] for k in TEXT_CLASSIFICATION_FIELDS if k in values}
+        if not moved:
+            return values
+        rest = {k: v for k, v in values.items() if k not in moved}
+        return {**rest, "task_config": {**moved, **(values.get("task_config") or {})}}
+
+    @property
+    def multi_label(self) -> bool:
+        return bool(self.task_config.get("multi_label", False))
 
     def save(self, directory: Path) -> None:
         (directory / CONFIG_FILE).write_text(
@@ -82,7 +99,24 @@ class ArtifactConfig(BaseModel):
                 f"{directory} was written by a newer tuneforge (format "
                 f"{config.format_version}); upgrade: pip install -U tuneforge"
             )
+        config.check_task(directory)
         return config
+
+    def check_task(self, directory: Path) -> None:
+        """The task is known and `task_config` is valid for it (errors say which file)."""
+        from pydantic import ValidationError
+
+        from tuneforge.tasks import get_task
+
+        try:
+            get_task(self.task).Config(**self.task_config)
+        except ValidationError as exc:
+            raise ArtifactError(
+                f"{Path(directory) / CONFIG_FILE}: invalid task_config for task '{self.task}': "
+                f"{exc.errors()[0]['msg']} at {exc.errors()[0]['loc']}."
+            ) from None
+        except Exception as exc:  # an unknown task name
+            raise ArtifactError(f"{Path(directory) / CONFIG_FILE}: {exc}") from None
 
 
 def environment_versions() -> dict[str, str]:
@@ -117,7 +151,9 @@ def model_card(config: ArtifactConfig, metrics: dict | None) -> str:
         + (f" ({config.method_reason})" if config.method_reason else ""),
         f"- labels ({len(config.labels)}): {', '.join(config.labels[:30])}"
         + (" ..." if len(config.labels) > 30 else ""),
-        f"- multi-label: {config.multi_label}; created {config.created}",
+        f"- task: {config.task}"
+        + ("; multi-label" if config.multi_label else "")
+        + f"; created {config.created}",
         "",
     ]
     if config.data:

@@ -16,6 +16,7 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    task: str | None = Field(None, description="a registered task; None = from the data")
     method: str = "auto"
     base: str = "minilm"
     epochs: float = Field(4.0, gt=0, description="passes over the training data")
@@ -31,7 +32,7 @@ class TrainConfig(BaseModel):
     eval_every: float = Field(1.0, gt=0, description="evaluate every this many epochs")
     val_fraction: float = Field(0.1, gt=0, lt=0.5, description="held out when no eval data")
     early_stopping: int = Field(2, ge=0, description="evaluations without improvement; 0 = off")
-    metric: Literal["accuracy", "macro_f1"] = "accuracy"
+    metric: str | None = Field(None, description="selection metric; None = the task's own")
     max_minutes: float | None = Field(None, gt=0)
     checkpoint_every: int = Field(200, ge=0, description="optimizer steps; 0 = only at evals")
     bf16: bool = Field(False, description="bf16 autocast: 2.7x slower on CPUs without AMX/bf16")

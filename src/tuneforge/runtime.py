@@ -13,7 +13,6 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tuneforge.artifact import ArtifactConfig
-from tuneforge.models.classifier import Pooler, TextClassifier, build_head
 from tuneforge.models.registry import quiet_hf
 
 ENCODER_DIR, HEAD_FILE = "encoder", "head.safetensors"
@@ -25,7 +24,9 @@ class Runtime(Protocol):
 
 
 class TorchRuntime:
-    def __init__(self, classifier: TextClassifier) -> None:
+    """Runs a task's model (`.encoder`, `.head`; forward -> logits, `embed` -> vectors)."""
+
+    def __init__(self, classifier) -> None:
         self.classifier = classifier.eval()
 
     @torch.inference_mode()
@@ -44,16 +45,13 @@ class TorchRuntime:
 
     @classmethod
     def load(cls, directory: Path, config: ArtifactConfig) -> TorchRuntime:
-        from tuneforge.models.pair import load_encoder_dir, member_widths
+        from tuneforge.models.pair import load_encoder_dir
+        from tuneforge.tasks import get_task
 
         quiet_hf()
-        encoder = load_encoder_dir(directory / ENCODER_DIR)
-        head = build_head(
-            encoder.config.hidden_size, len(config.labels), config.head, config.head_hidden
-        )
-        head.load_state_dict(load_file(directory / HEAD_FILE))
-        pooler = Pooler(config.pooling, config.normalize, member_widths(encoder))
-        return cls(TextClassifier(encoder, head, pooler))
+        model = get_task(config.task).load_model(load_encoder_dir(directory / ENCODER_DIR), config)
+        model.head.load_state_dict(load_file(directory / HEAD_FILE))
+        return cls(model)
 
 
 def _tensors(batch: dict) -> dict[str, torch.Tensor]:

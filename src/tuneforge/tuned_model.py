@@ -1,33 +1,28 @@
-"""`TunedModel`: a trained classifier you can predict with, evaluate, save and load."""
+"""`TunedModel`: a trained model you can predict with, evaluate, save and load.
+
+What a prediction is, and how a model is scored, belong to its task (`tuneforge.tasks`);
+`TunedModel` runs the model and keeps the artifact.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from tuneforge.artifact import ArtifactConfig, model_card
-from tuneforge.data.dataset import TextDataset, load_data
 from tuneforge.errors import ArtifactError
-from tuneforge.evaluation.metrics import EvalResult, evaluate_predictions
 from tuneforge.models.encode import map_batches
 from tuneforge.paths import write_dir_atomically
 from tuneforge.runtime import load_tokenizer, runtime_class
+from tuneforge.tasks import Task, get_task
+from tuneforge.tasks.text_classification import Prediction
 
 METRICS_FILE, LOG_FILE = "metrics.json", "training_log.jsonl"
 
-
-@dataclass
-class Prediction:
-    label: str | list[str]
-    score: float
-    scores: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return {"label": self.label, "score": self.score, "scores": self.scores}
+__all__ = ["Prediction", "TunedModel"]
 
 
 class TunedModel:
@@ -47,6 +42,10 @@ class TunedModel:
     @property
     def labels(self) -> list[str]:
         return self.config.labels
+
+    @property
+    def task(self) -> Task:
+        return get_task(self.config.task)
 
     # ---- inference -------------------------------------------------------------------------
     def _run(
@@ -82,48 +81,22 @@ class TunedModel:
         e = np.exp(z)
         return e / e.sum(axis=1, keepdims=True)
 
-    def predict(
-        self, texts: list[str] | str, batch_size: int = 64, top_k: int | None = 5
-    ) -> list[Prediction]:
-        probs = self.predict_proba([texts] if isinstance(texts, str) else texts, batch_size)
-        return [self._decide(p, top_k) for p in probs]
-
-    def _decide(self, p: np.ndarray, top_k: int | None) -> Prediction:
-        order = np.argsort(-p)[: top_k or len(p)]
-        scores = {self.labels[i]: round(float(p[i]), 6) for i in order}
-        cal = self.config.calibration
-        if self.config.multi_label:
-            chosen = [self.labels[i] for i in np.flatnonzero(p >= 0.5)]
-            return Prediction(chosen, float(p.max()), scores)
-        best = int(order[0])
-        if cal.abstain_threshold is not None and p[best] < cal.abstain_threshold:
-            return Prediction(cal.abstain_label, float(p[best]), scores)
-        return Prediction(self.labels[best], float(p[best]), scores)
+    def predict(self, inputs, batch_size: int = 64, **options) -> list:
+        """The task's predictions (text classification: a `Prediction` per text; options:
+        `top_k`)."""
+        return self.task.predict(self, inputs, batch_size=batch_size, **options)
 
     # ---- evaluation ------------------------------------------------------------------------
     def evaluate(
         self,
-        data: str | Path | TextDataset,
+        data,
         text_col: str | None = None,
         label_col: str | None = None,
         batch_size: int = 64,
-    ) -> EvalResult:
-        ds = (
-            data
-            if isinstance(data, TextDataset)
-            else load_data(data, text_col, label_col, multi_label=self.config.multi_label or None)
-        )
-        if ds.labels is None:
-            raise ArtifactError(
-                f"{ds.source} has no label column to evaluate against; pass "
-                "--label-col, or use `tuneforge predict` for unlabelled data."
-            )
-        probs = self.predict_proba(ds.texts, batch_size)
-        if self.config.multi_label:
-            pred = [[self.labels[i] for i in np.flatnonzero(p >= 0.5)] for p in probs]
-        else:
-            pred = [self.labels[i] for i in probs.argmax(1)]
-        return evaluate_predictions(ds.labels, pred, self.labels, self.config.multi_label)
+    ):
+        """The task's metrics on a labelled file or dataset (`.to_dict()`, `.summary()`)."""
+        ds = self.task.load_for(self, data, text_col, label_col)
+        return self.task.evaluate(self, ds, batch_size)
 
     # ---- persistence -----------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:

@@ -10,39 +10,33 @@ import torch
 
 from tuneforge.artifact import ArtifactConfig, environment_versions, invoking_command, now_iso
 from tuneforge.config import TrainConfig
-from tuneforge.data import (
-    TextDataset,
-    check_trainable,
-    data_warnings,
-    dataset_stats,
-    load_data,
-    stratified_split,
-)
 from tuneforge.errors import ConfigError
 from tuneforge.methods import METHODS, MethodContext, get_method
-from tuneforge.methods.auto import choose_method, model_scale
+from tuneforge.methods.auto import choose_for_task, model_scale
 from tuneforge.methods.base import pair_capable_methods
 from tuneforge.models.registry import resolve_base
 from tuneforge.runtime import TorchRuntime
+from tuneforge.tasks import Task, detect_task, get_task
 from tuneforge.training.progress import console
 from tuneforge.tuned_model import LOG_FILE, TunedModel
 
 
-def _as_dataset(data, text_col, label_col, require_labels=True) -> TextDataset:
-    if isinstance(data, TextDataset):
-        return data
-    return load_data(data, text_col, label_col, require_labels=require_labels)
+def _as_dataset(task: Task, data, text_col, label_col, require_labels=True):
+    if isinstance(data, str | Path):
+        return task.load(data, text_col, label_col, require_labels=require_labels)
+    return data
 
 
 def tune(
-    train: str | Path | TextDataset | None,
-    eval_data: str | Path | TextDataset | None = None,
+    train,
+    eval_data=None,
     *,
+    task: str | None = None,
     method: str | None = None,
     base: str | None = None,
     out: str | Path | None = None,
-    val_data: str | Path | TextDataset | None = None,
-    monitor_data: str | Path | TextDataset | None = None,
+    val_data=None,
+    monitor_data=None,
     text_col: str | None = None,
     label_col: str | None = None,
     config: TrainConfig | None = None,
@@ -52,7 +46,11 @@ def tune(
     labels=None,
     **options,
 ) -> TunedModel:
-    """Train a text classifier on `train`; evaluate on `eval_data`; save to `out` if given.
+    """Train a model for `task` on `train`; evaluate on `eval_data`; save to `out` if given.
+
+    Data is a file path or the task's dataset (a `TextDataset` for text classification). The
+    task is `task`, else the config's, else what the training file's shape says (see
+    `tuneforge.tasks.detect_task`): text classification unless the data has token tags.
 
     Validation for early stopping is `val_data`, or a stratified split of `train`; `eval_data`
     is only scored at the end, so its figures are honest. `monitor_data` is scored at every
@@ -60,7 +58,8 @@ def tune(
     (names, a list, or a labels YAML) a zero-shot model is built; `train` is then optional
     unlabelled text.
     """
-    cfg = _config_with(config, method=method, base=base, **options)
+    cfg = _config_with(config, method=method, base=base, task=task, **options)
+    cfg, task_impl = _resolve_task(cfg, train)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     zero_shot = labels is not None
@@ -69,25 +68,26 @@ def tune(
 
         cfg, train_ds, label_names = zero_shot_setup(cfg, train, labels, text_col)
     else:
-        train_ds = _as_dataset(train, text_col, label_col)
-        check_trainable(train_ds)
-        label_names = train_ds.label_names
-    eval_ds = _as_dataset(eval_data, text_col, label_col) if eval_data is not None else None
+        train_ds = _as_dataset(task_impl, train, text_col, label_col)
+        task_impl.check_trainable(train_ds)
+        label_names = task_impl.label_names(train_ds)
+    read = lambda data: _as_dataset(task_impl, data, text_col, label_col)  # noqa: E731
+    eval_ds = read(eval_data) if eval_data is not None else None
     if zero_shot:
         fit_ds = val_ds = train_ds
     elif val_data is not None:
-        fit_ds, val_ds = train_ds, _as_dataset(val_data, text_col, label_col)
+        fit_ds, val_ds = train_ds, read(val_data)
     else:
-        fit_ds, val_ds = stratified_split(train_ds, cfg.val_fraction, cfg.seed)
+        fit_ds, val_ds = task_impl.split(train_ds, cfg.val_fraction, cfg.seed)
     base_model = resolve_base(cfg.base)
     name, reason = (
-        choose_method(train_ds, cfg.max_minutes, cfg.base, model_scale(base_model))
+        choose_for_task(cfg.task, train_ds, cfg.max_minutes, cfg.base, model_scale(base_model))
         if cfg.method == "auto"
         else (cfg.method, "chosen by the user")
     )
     if base_model.pair_of and name in METHODS and not METHODS[name].trains_pairs:
         name, reason = _pair_fallback(name, reason, cfg)
-    method_impl = get_method(name, cfg.method_options)
+    method_impl = get_method(name, cfg.method_options, task=cfg.task)
     if cfg.method == "auto":
         console.print(f"[bold]method auto → {name}[/]: {reason}")
     for warning in _ignored_flags(method_impl, cfg, resume):
@@ -106,27 +106,25 @@ def tune(
         progress=progress,
         log_dir=workdir / "logs",
         on_step=on_step,
-        monitor=_as_dataset(monitor_data, text_col, label_col) if monitor_data else None,
+        monitor=read(monitor_data) if monitor_data else None,
+        task=task_impl,
     )
-    lengths = ctx.token_lengths(train_ds.texts) if len(train_ds) else []
-    max_len = min(cfg.max_length, base_model.max_length)
-    for warning in [] if zero_shot else data_warnings(train_ds, eval_ds, lengths, max_len):
+    for warning in [] if zero_shot else task_impl.warnings(train_ds, eval_ds, ctx):
         console.print(f"[yellow]warning:[/] {warning}")
+    for split, ds in ctx.splits().items():  # e.g. long sentences cut into windows
+        setattr(ctx, {"eval": "val"}.get(split, split), task_impl.prepare(ctx, ds, split))
     classifier = method_impl.fit(ctx)
     config_out = ArtifactConfig(
+        task=cfg.task,
         labels=label_names,
-        multi_label=train_ds.multi_label,
+        task_config=task_impl.task_config(classifier, ctx),
         method=name,
         method_reason=reason,
         base=cfg.base,
         text_prefix=classifier.spec.get("text_prefix", base_model.text_prefix),
-        max_length=max_len,
-        pooling=classifier.spec["pooling"],
-        normalize=classifier.spec["normalize"],
-        head=classifier.spec["head"],
-        head_hidden=classifier.spec["hidden"],
+        max_length=ctx.max_length,
         train_config=cfg.model_dump(mode="json"),
-        data=dataset_stats(train_ds, lengths, max_len),
+        data=task_impl.stats(train_ds, ctx) if len(train_ds) else {},
         method_details=classifier.spec.get("details", {}),
         versions=environment_versions(),
         created=now_iso(),
@@ -139,7 +137,7 @@ def tune(
         log=_read_log(workdir / "logs" / LOG_FILE),
     )
     model.extra_files = [lambda d: _copy_tensorboard(workdir / "logs", d)]
-    if val_ds.labels is not None:
+    if getattr(val_ds, "labels", None) is not None:
         model.metrics["validation"] = model.evaluate(val_ds).summary()
         if config_out.method_details.get("trained_on_validation"):
             model.metrics["validation"]["held_out"] = False  # fitted on: an optimistic score
@@ -151,6 +149,20 @@ def tune(
         model.save(out)
     shutil.rmtree(workdir, ignore_errors=True)  # the run finished: checkpoints are spent
     return model
+
+
+def _resolve_task(cfg: TrainConfig, train) -> tuple[TrainConfig, Task]:
+    """The config with its task (given, else detected from the training file) and the
+    task's metric (given and valid for the task, else its default)."""
+    name = cfg.task or detect_task(train if isinstance(train, str | Path) else None)
+    impl = get_task(name)
+    metric = cfg.metric or impl.default_metric
+    if metric not in impl.metrics:
+        raise ConfigError(
+            f"Metric '{metric}' is not one of the {name} task's: {', '.join(impl.metrics)}. "
+            "Pass --metric with one of them."
+        )
+    return cfg.model_copy(update={"task": name, "metric": metric}), impl
 
 
 def _config_with(config: TrainConfig | None, **values) -> TrainConfig:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -83,13 +85,13 @@ def test_partial_caches_lower_layers(tiny_bert, tiny_data, monkeypatch):
     from tuneforge.methods import partial
 
     calls = {"n": 0}
-    original = partial.PartialMethod._lower_states
+    original = partial.lower_states
 
-    def counting(self, *args, **kw):
+    def counting(*args, **kw):
         calls["n"] += 1
-        return original(self, *args, **kw)
+        return original(*args, **kw)
 
-    monkeypatch.setattr(partial.PartialMethod, "_lower_states", counting)
+    monkeypatch.setattr(partial, "lower_states", counting)
     train(tiny_bert, tiny_data, "partial", {"top_layers": 1}, epochs=3)
     assert calls["n"] == 2  # train and validation, once each, whatever the epoch count
 
@@ -116,7 +118,8 @@ def test_top_layers_on_cached_states_match_the_full_encoder(arch):
     with torch.no_grad():
         out = encoder(input_ids=ids, attention_mask=mask, output_hidden_states=True)
         trained = encoder_layers(encoder)[1:]
-        top = TopLayers(encoder, trained, pooler, torch.nn.Identity())
+        shell = SimpleNamespace(encoder=encoder, head=torch.nn.Identity(), readout=None)
+        top = TopLayers(shell, trained, readout=pooler)
         cached = top(out.hidden_states[1], mask)
     torch.testing.assert_close(cached, pooler(out.last_hidden_state, mask))
     # the frozen encoder is not a submodule: an optimizer over top.parameters() moves no more

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from tuneforge.evaluation.metrics import evaluate_predictions
+from tuneforge.training.job import encode_targets
 from tuneforge.training.metrics import classification_scores
-from tuneforge.training.task import encode_targets
 
 LABELS = ["a", "b", "c"]
 

@@ -91,7 +91,7 @@ def test_sorted_batches_keep_the_padded_token_budget():
 def test_class_weights_for_imbalanced_data():
     import torch
 
-    from tuneforge.training.task import balanced_class_weights
+    from tuneforge.training.job import balanced_class_weights
 
     targets = torch.tensor([0] * 90 + [1] * 10)
     w = balanced_class_weights(targets, 2, "auto")

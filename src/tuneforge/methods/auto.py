@@ -89,6 +89,20 @@ def choose_method(
     return name, reason
 
 
+def choose_for_task(
+    task: str,
+    train,
+    max_minutes: float | None = None,
+    base: str | None = None,
+    model_scale: float = 1.0,
+) -> tuple[str, str]:
+    """`auto` for `task`: each task keeps its own decision table."""
+    from tuneforge.tasks import get_task
+
+    table = get_task(task).choose_method
+    return table(train, max_minutes, base, model_scale)
+
+
 def fewshot_minutes(p: DataProfile, model_scale: float = 1.0) -> float:
     minutes = p.rows * max(p.words, 1.0) * SECONDS_PER_ROW_WORD * model_scale / 60
     return max(minutes, MIN_FEWSHOT_MINUTES * model_scale)

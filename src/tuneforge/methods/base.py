@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -13,9 +13,9 @@ from pydantic import ConfigDict, ValidationError
 from tuneforge.config import TrainConfig
 from tuneforge.data.dataset import TextDataset
 from tuneforge.errors import ConfigError
-from tuneforge.models.classifier import Pooler, TextClassifier, build_head
 from tuneforge.models.registry import BaseModel, quiet_hf
-from tuneforge.training import Trainer, TrainTask, balanced_class_weights, encode_targets
+from tuneforge.tasks import Task, get_task
+from tuneforge.training import Trainer, TrainJob
 from tuneforge.training.batching import pad_token_batch
 
 
@@ -25,7 +25,11 @@ class MethodOptions(Options):
 
 @dataclass
 class MethodContext:
-    """Data, base model and run settings, with the helpers methods share."""
+    """Data, base model, task and run settings, with the helpers methods share.
+
+    `train`, `val` and `monitor` are the task's datasets (a `TextDataset` for text
+    classification); methods reach their rows through `inputs` and the task.
+    """
 
     config: TrainConfig
     base: BaseModel
@@ -40,10 +44,27 @@ class MethodContext:
     # scored at every evaluation for the learning curve (a benchmark's test set), never used
     # to choose anything: selection is on `val`
     monitor: TextDataset | None = None
+    task: Task = field(default_factory=lambda: get_task("text-classification"))
 
     @property
     def multi_label(self) -> bool:
-        return self.train.multi_label
+        return bool(getattr(self.train, "multi_label", False))
+
+    @property
+    def max_length(self) -> int:
+        """The token window: the config's max_length, capped by the base model's."""
+        return min(self.config.max_length, self.base.max_length)
+
+    def splits(self) -> dict:
+        """{split name: dataset}: "train", "eval" (validation) and, if given, "monitor"."""
+        found = {"train": self.train, "eval": self.val}
+        if self.monitor is not None:
+            found["monitor"] = self.monitor
+        return found
+
+    def inputs(self, ds) -> list:
+        """The rows of a dataset as the task's methods see them (texts, or word lists)."""
+        return self.task.inputs(ds)
 
     def load_tokenizer(self):
         from transformers import AutoTokenizer
@@ -79,11 +100,9 @@ class MethodContext:
         ]
         return build_pair(members, tokenizers, encoders, self.train.texts)
 
-    def tokenize(self, texts: list[str]) -> list[list[int]]:
-        tok = self.load_tokenizer()
-        max_len = min(self.config.max_length, self.base.max_length)
-        texts = [self.base.text_prefix + t for t in texts]
-        return tok(texts, truncation=True, max_length=max_len)["input_ids"]
+    def tokenize(self, inputs: list) -> list[list[int]]:
+        """Token ids of each input (a text, or a task's row such as a word list)."""
+        return self.task.token_ids(self, inputs)
 
     def token_lengths(self, texts: list[str]) -> list[int]:
         """Untruncated token counts, to report how many texts max_length will cut."""
@@ -91,65 +110,29 @@ class MethodContext:
         ids = tok([self.base.text_prefix + t for t in texts], truncation=False, verbose=False)
         return [len(x) for x in ids["input_ids"]]
 
-    def targets(self, ds: TextDataset) -> torch.Tensor:
-        return encode_targets(ds.labels, self.label_names, self.multi_label)
+    def targets(self, ds) -> torch.Tensor:
+        """Text classification's targets: class ids, or 0/1 rows when multi-label."""
+        return self.task.targets(self, ds)
 
-    def new_classifier(
-        self,
-        encoder: torch.nn.Module,
-        head: str = "linear",
-        normalize: bool = False,
-        hidden: int = 0,
-    ) -> TextClassifier:
-        from tuneforge.models.pair import member_widths
+    def new_model(self, encoder: torch.nn.Module, **head) -> torch.nn.Module:
+        """The task's model: a fresh head on `encoder` (head options: the task's)."""
+        return self.task.new_model(self, encoder, **head)
 
-        torch.manual_seed(self.config.seed)
-        dim = encoder.config.hidden_size
-        model = TextClassifier(
-            encoder,
-            build_head(dim, len(self.label_names), head, hidden),
-            Pooler(self.base.pooling, normalize, segments=member_widths(encoder)),
-        )
-        model.spec = {
-            "head": head,
-            "hidden": hidden,
-            "dim": dim,
-            "pooling": self.base.pooling,
-            "normalize": normalize,
-        }
-        return model
+    def job(self, module: torch.nn.Module, featurize, collate_one, lengths=len) -> TrainJob:
+        """A TrainJob over per-row features (token ids, cached states, embeddings).
 
-    def task(self, module: torch.nn.Module, featurize, collate_one, lengths=len) -> TrainTask:
-        """A TrainTask over per-example features (token ids, cached states, embeddings).
-
-        `featurize(texts, split)` gives one feature per text, for the training and validation
-        rows and, when the run has monitor data, for those too.
+        `featurize(inputs, split)` gives one feature per row of `inputs` (see `inputs`), for
+        the training and validation rows and, when the run has monitor data, for those too.
         """
-        splits = {"train": self.train, "eval": self.val}
-        if self.monitor is not None:
-            splits["monitor"] = self.monitor
-        feats = {split: featurize(ds.texts, split) for split, ds in splits.items()}
-        train_targets = self.targets(self.train)
-        return TrainTask(
-            module=module,
-            collate=lambda split, ix: collate_one([feats[split][i] for i in ix]),
-            train_lengths=[lengths(f) for f in feats["train"]],
-            eval_lengths=[lengths(f) for f in feats["eval"]],
-            train_targets=train_targets,
-            eval_targets=self.targets(self.val),
-            multi_label=self.multi_label,
-            class_weights=balanced_class_weights(
-                train_targets, len(self.label_names), self.config.class_weights
-            ),
-            monitor_lengths=[lengths(f) for f in feats["monitor"]] if "monitor" in feats else None,
-            monitor_targets=self.targets(self.monitor) if "monitor" in feats else None,
-        )
+        features = {split: featurize(self.inputs(ds), split) for split, ds in self.splits().items()}
+        return self.task.job(self, module, features, collate_one, lengths)
 
-    def token_task(self, module: torch.nn.Module) -> TrainTask:
+    def token_job(self, module: torch.nn.Module) -> TrainJob:
+        """A TrainJob whose features are token ids: the whole model trains on raw inputs."""
         pad = self.load_tokenizer().pad_token_id or 0
-        return self.task(
+        return self.job(
             module,
-            lambda texts, split: self.tokenize(texts),
+            lambda inputs, split: self.tokenize(inputs),
             lambda ids: pad_token_batch(ids, pad),
         )
 
@@ -176,6 +159,7 @@ class Method:
     Options: ClassVar[type[MethodOptions]] = MethodOptions
     default_lr: ClassVar[float] = 1e-4
     trains_pairs: ClassVar[bool] = False  # can it use a base pair (`--base mpnet+minilm`)?
+    tasks: ClassVar[frozenset[str]] = frozenset({"text-classification"})  # what it can train
 
     def __init__(self, options: dict | None = None) -> None:
         try:
@@ -195,7 +179,8 @@ class Method:
         train without the Trainer override it, so `tune` can warn about the others."""
         return RUN_FLAGS
 
-    def fit(self, ctx: MethodContext) -> TextClassifier:
+    def fit(self, ctx: MethodContext) -> torch.nn.Module:
+        """Train and return the task's model (`ctx.new_model`), with its `spec`."""
         raise NotImplementedError
 
 
@@ -214,9 +199,18 @@ def pair_capable_methods() -> list[str]:
     return sorted(name for name, cls in METHODS.items() if cls.trains_pairs)
 
 
-def get_method(name: str, options: dict | None = None) -> Method:
+def methods_for(task: str) -> list[str]:
+    return sorted(name for name, cls in METHODS.items() if task in cls.tasks)
+
+
+def get_method(name: str, options: dict | None = None, task: str | None = None) -> Method:
     if name not in METHODS:
         raise ConfigError(
             f"Unknown method '{name}'. Choose one of: {', '.join(sorted(METHODS))} (or 'auto')."
+        )
+    if task is not None and task not in METHODS[name].tasks:
+        raise ConfigError(
+            f"Method '{name}' does not train the {task} task. Use --method "
+            f"{' or '.join(methods_for(task))} (or 'auto')."
         )
     return METHODS[name](options)

@@ -155,7 +155,7 @@ class FewshotMethod(Method):
     def _tuned(self, ctx, texts, class_ids, plan, deadline: float) -> TextClassifier:
         """The base's encoder after contrastive tuning on `texts`, with an untrained head."""
         layers, steps_floor, lr = plan
-        model = ctx.new_classifier(ctx.load_encoder(), head="linear", normalize=True)
+        model = ctx.new_model(ctx.load_encoder(), head="linear", normalize=True)
         frozen = cached_embeddings(model, ctx, texts)
         confusable = confusable_classes(frozen, class_ids, self.options.hard_negatives)
         embed_rows = self._trainable_embedder(ctx, model, texts, layers)
@@ -178,7 +178,7 @@ class FewshotMethod(Method):
         else:
             console.print(f"fewshot: {second.name} joins untuned (-O tune_both=true tunes it).")
             encoders.append(ctx.for_base(second).load_encoder())
-        model = ctx.new_classifier(ctx.join_encoders(encoders), head="linear", normalize=True)
+        model = ctx.new_model(ctx.join_encoders(encoders), head="linear", normalize=True)
         return model.eval(), tuned
 
     def _unlabeled(self, ctx, labelled: list[str]) -> tuple[list[str], dict]:
@@ -219,7 +219,7 @@ class FewshotMethod(Method):
         With `top_layers` k, the lower layers run once per text (their outputs are kept) and
         each step runs only k layers forward and backward: with k=2 of 6, a third of the cost.
         """
-        from tuneforge.methods.partial import PartialMethod, TopLayers, encoder_layers
+        from tuneforge.methods.partial import TopLayers, encoder_layers, lower_states
 
         layers = encoder_layers(model.encoder) if k else []
         if not k or k >= len(layers):
@@ -235,11 +235,11 @@ class FewshotMethod(Method):
             return embed, params
         model.encoder.requires_grad_(False)
         model.encoder.eval()  # frozen part: no dropout, so its cached outputs are exact
-        states = PartialMethod()._lower_states(ctx, model, texts, len(layers) - k, "train")
+        states = lower_states(ctx, model, texts, len(layers) - k, "train", torch.float32)
         top = torch.nn.ModuleList(layers[len(layers) - k :])
         top.requires_grad_(True)
         top.train()
-        module = TopLayers(model.encoder, top, model.pooler, torch.nn.Identity())
+        module = TopLayers(model, top, readout=model.pooler)  # pooled embeddings, no head
         embed = in_length_groups(
             lambda rows: module(**pad_hidden_batch([states[i] for i in rows])),
             [s.shape[0] for s in states],

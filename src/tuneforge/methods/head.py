@@ -49,7 +49,7 @@ class HeadMethod(Method):
     def fit(self, ctx: MethodContext) -> TextClassifier:
         opts = self.options
         kind = "mlp" if opts.classifier == "mlp" else "linear"
-        model = ctx.new_classifier(
+        model = ctx.new_model(
             ctx.load_encoder(),
             head=kind,
             normalize=True,
@@ -67,7 +67,7 @@ class HeadMethod(Method):
                 return list(torch.from_numpy(x))
 
             ctx.trainer(self.lr(ctx.config)).fit(
-                ctx.task(model.head, embed, _stack, lengths=lambda _: 1)
+                ctx.job(model.head, embed, _stack, lengths=lambda _: 1)
             )
         return model
 

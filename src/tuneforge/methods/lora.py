@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Literal
 
 from tuneforge.methods.base import Method, MethodContext, MethodOptions, register_method
-from tuneforge.models.classifier import TextClassifier
 
 
 class LoraOptions(MethodOptions):
@@ -25,13 +24,14 @@ class LoraMethod(Method):
     name = "lora"
     Options = LoraOptions
     default_lr = 1e-3
+    tasks = frozenset({"text-classification", "token-classification"})
 
-    def fit(self, ctx: MethodContext) -> TextClassifier:
+    def fit(self, ctx: MethodContext):
         from peft import get_peft_model
 
-        model = ctx.new_classifier(ctx.load_encoder())
+        model = ctx.new_model(ctx.load_encoder())
         model.encoder = get_peft_model(model.encoder, self.peft_config())
-        ctx.trainer(self.lr(ctx.config)).fit(ctx.token_task(model))
+        ctx.trainer(self.lr(ctx.config)).fit(ctx.token_job(model))
         model.encoder = model.encoder.merge_and_unload()
         return model
 

@@ -13,8 +13,7 @@ import torch
 from torch import nn
 
 from tuneforge.methods.base import Method, MethodContext, MethodOptions, register_method
-from tuneforge.models.classifier import TextClassifier
-from tuneforge.models.encode import map_batches
+from tuneforge.models.encode import map_id_batches
 from tuneforge.training.batching import pad_hidden_batch
 
 
@@ -48,14 +47,14 @@ def layer_inputs(encoder: nn.Module):
 
 
 class TopLayers(nn.Module):
-    """Runs the trainable top layers on cached hidden states, then pooling and head."""
+    """Runs the trainable top layers on cached hidden states, then the task's readout (for a
+    classifier: pooling and head; for a tagger: the per-token head)."""
 
-    def __init__(
-        self, encoder: nn.Module, layers: nn.ModuleList, pooler: nn.Module, head: nn.Module
-    ) -> None:
+    def __init__(self, model: nn.Module, layers: nn.ModuleList, readout=None) -> None:
         super().__init__()
-        self.config, self.layers, self.pooler, self.head = encoder.config, layers, pooler, head
-        self.inputs = layer_inputs(encoder)  # a function, so the frozen encoder is no submodule
+        self.config, self.layers, self.head = model.encoder.config, layers, model.head
+        # functions, so the frozen encoder is no submodule of what trains
+        self.inputs, self.readout = layer_inputs(model.encoder), readout or model.readout
 
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         from transformers.masking_utils import create_bidirectional_mask
@@ -67,7 +66,7 @@ class TopLayers(nn.Module):
         for layer in self.layers:
             out = layer(hidden, mask, **extra)
             hidden = out[0] if isinstance(out, tuple) else out
-        return self.head(self.pooler(hidden, attention_mask))
+        return self.readout(hidden, attention_mask)
 
 
 @register_method
@@ -76,49 +75,54 @@ class PartialMethod(Method):
     Options = PartialOptions
     default_lr = 2e-4
 
-    def fit(self, ctx: MethodContext) -> TextClassifier:
-        model = ctx.new_classifier(ctx.load_encoder())
-        layers = encoder_layers(model.encoder)
-        k = max(1, min(self.options.top_layers, len(layers)))
-        model.encoder.requires_grad_(False)
-        model.encoder.eval()  # frozen part: no dropout, so its cached outputs are exact
-        top = nn.ModuleList(layers[len(layers) - k :])
-        top.requires_grad_(True)
-        module = TopLayers(model.encoder, top, model.pooler, model.head)
-        ctx.trainer(self.lr(ctx.config)).fit(
-            ctx.task(
-                module,
-                lambda texts, split: self._lower_states(ctx, model, texts, len(layers) - k, split),
-                pad_hidden_batch,
-                lengths=lambda s: s.shape[0],
-            )
+    tasks = frozenset({"text-classification", "token-classification"})
+
+    def fit(self, ctx: MethodContext) -> nn.Module:
+        return train_top_layers(ctx, self.options.top_layers, self.options, self.lr(ctx.config))
+
+
+def train_top_layers(ctx: MethodContext, k: int, options: PartialOptions, lr: float) -> nn.Module:
+    """Train the top `k` encoder layers (0: the head alone) and the head on cached states."""
+    model = ctx.new_model(ctx.load_encoder())
+    layers = encoder_layers(model.encoder)
+    k = max(0, min(k, len(layers)))
+    model.encoder.requires_grad_(False)
+    model.encoder.eval()  # frozen part: no dropout, so its cached outputs are exact
+    top = nn.ModuleList(layers[len(layers) - k :])
+    top.requires_grad_(True)
+    dtype = getattr(torch, options.cache_dtype)
+    ctx.trainer(lr).fit(
+        ctx.job(
+            TopLayers(model, top),
+            lambda inputs, split: lower_states(ctx, model, inputs, len(layers) - k, split, dtype),
+            pad_hidden_batch,
+            lengths=lambda s: s.shape[0],
         )
-        return model
+    )
+    return model
 
-    def _lower_states(self, ctx, model, texts, layer: int, split: str) -> list[torch.Tensor]:
-        dtype = getattr(torch, self.options.cache_dtype)
-        # Stop the forward pass right after the last frozen layer: the top layers' outputs
-        # would be thrown away, so computing them is wasted time.
-        last_frozen = encoder_layers(model.encoder)[layer - 1] if layer else None
 
-        def run(batch):
-            try:
-                with _stop_after(last_frozen):
-                    out = model.encoder(**batch, output_hidden_states=True).hidden_states[layer]
-            except _Captured as captured:
-                out = captured.output
-            lengths = batch["attention_mask"].sum(1).tolist()
-            return [out[i, :n].to(dtype).clone() for i, n in enumerate(lengths)]
+def lower_states(ctx, model, inputs, layer: int, split: str, dtype) -> list[torch.Tensor]:
+    """Each input's hidden states after encoder layer `layer` (0: the embedding layer's)."""
+    # Stop the forward pass right after the last frozen layer: the top layers' outputs would be
+    # thrown away, so computing them is wasted time.
+    last_frozen = encoder_layers(model.encoder)[layer - 1] if layer else None
 
-        max_len = min(ctx.config.max_length, ctx.base.max_length)
-        return map_batches(
-            run,
-            ctx.load_tokenizer(),
-            texts,
-            max_len,
-            prefix=ctx.base.text_prefix,
-            progress=f"caching {_SPLIT_NAMES.get(split, split)} layers",
-        )
+    def run(batch):
+        try:
+            with _stop_after(last_frozen):
+                out = model.encoder(**batch, output_hidden_states=True).hidden_states[layer]
+        except _Captured as captured:
+            out = captured.output
+        lengths = batch["attention_mask"].sum(1).tolist()
+        return [out[i, :n].to(dtype).clone() for i, n in enumerate(lengths)]
+
+    return map_id_batches(
+        run,
+        ctx.tokenize(inputs),
+        ctx.load_tokenizer().pad_token_id or 0,
+        progress=f"caching {_SPLIT_NAMES.get(split, split)} layers",
+    )
 
 
 _SPLIT_NAMES = {"eval": "validation"}

@@ -72,7 +72,7 @@ class PromptMethod(Method):
         rows = encoder.get_input_embeddings().weight.shape[0]
         encoder.resize_token_embeddings(max(len(tokenizer), rows))
         encoder.requires_grad_(False)
-        classifier = ctx.new_classifier(encoder)
+        classifier = ctx.new_model(encoder)
         prompt = self._prompt_module(ctx, encoder)
         module = PromptedClassifier(classifier, prompt, first_id, k)
         prefix = "".join(tokens) + " " + ctx.base.text_prefix
@@ -84,10 +84,10 @@ class PromptMethod(Method):
             ]
 
         pad = tokenizer.pad_token_id or 0
-        task = ctx.task(
+        job = ctx.job(
             module, lambda texts, split: tokenize(texts), lambda ids: pad_token_batch(ids, pad)
         )
-        ctx.trainer(self.lr(ctx.config)).fit(task)
+        ctx.trainer(self.lr(ctx.config)).fit(job)
         with torch.no_grad():  # merge: the learned vectors become the prompt tokens' rows
             rows = encoder.get_input_embeddings().weight
             rows[first_id : first_id + k] = module.prompt_vectors().to(rows.dtype)

@@ -63,6 +63,11 @@ class TextClassifier(nn.Module):
         super().__init__()
         self.encoder, self.head, self.pooler = encoder, head, pooler
 
+    def readout(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Logits from the encoder's last hidden states (what a method with cached layers
+        runs after its top layers)."""
+        return self.head(self.pooler(hidden, attention_mask))
+
     def embed(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor
     ) -> torch.Tensor:

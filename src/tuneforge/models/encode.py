@@ -42,11 +42,23 @@ def map_batches(
     progress: str | None = None,
 ) -> list:
     """Apply `fn` (a padded batch -> one result per row) to all texts; results in input order."""
-    out: list = [None] * len(texts)
-    batches = list(
-        token_batches(tokenizer, texts, max_length, batch_size, prefix, MAX_PADDED_TOKENS)
-    )
-    for rows, batch in _maybe_progress(batches, progress):
+    ids = tokenizer([prefix + t for t in texts], truncation=True, max_length=max_length)
+    return map_id_batches(fn, ids["input_ids"], tokenizer.pad_token_id or 0, batch_size, progress)
+
+
+@torch.inference_mode()
+def map_id_batches(
+    fn: Callable[[dict[str, torch.Tensor]], list],
+    ids: list[list[int]],
+    pad_id: int,
+    batch_size: int = 64,
+    progress: str | None = None,
+) -> list:
+    """`map_batches` over rows already tokenized (a task's own tokenization, e.g. of words)."""
+    out: list = [None] * len(ids)
+    batches = sorted_batches([len(x) for x in ids], batch_size, MAX_PADDED_TOKENS)
+    for rows in _maybe_progress(batches, progress):
+        batch = pad_token_batch([ids[i] for i in rows], pad_id)
         for row, result in zip(rows, fn(batch), strict=True):
             out[row] = result
     return out

@@ -1,13 +1,13 @@
 """Training loop, batching, checkpoints and progress."""
 
-from tuneforge.training.loop import Trainer, TrainState, predict_logits
-from tuneforge.training.task import TrainTask, balanced_class_weights, encode_targets
+from tuneforge.training.job import TrainJob, balanced_class_weights, encode_targets
+from tuneforge.training.loop import Trainer, TrainState, predict_outputs
 
 __all__ = [
+    "TrainJob",
     "TrainState",
-    "TrainTask",
     "Trainer",
     "balanced_class_weights",
     "encode_targets",
-    "predict_logits",
+    "predict_outputs",
 ]

@@ -16,9 +16,8 @@ from torch import nn
 from tuneforge.config import TrainConfig
 from tuneforge.training.batching import length_grouped_batches
 from tuneforge.training.checkpoint import Checkpointer
-from tuneforge.training.metrics import classification_scores
+from tuneforge.training.job import TrainJob
 from tuneforge.training.progress import TrainLogger
-from tuneforge.training.task import TrainTask
 
 
 @dataclass
@@ -51,7 +50,7 @@ class Trainer:
         self.resume = resume
         self.logger = TrainLogger(progress=progress, log_dir=log_dir)
 
-    def fit(self, task: TrainTask) -> TrainState:
+    def fit(self, task: TrainJob) -> TrainState:
         cfg = self.config
         torch.manual_seed(cfg.seed)
         module = task.module
@@ -74,7 +73,6 @@ class Trainer:
         if self.resume and self.checkpointer and self.checkpointer.exists():
             state, best = self.checkpointer.load(params, optimizer, scheduler, TrainState)
             self.logger.note(f"Resumed from step {state.step}/{total} ({self.checkpointer.path}).")
-        loss_fn = _loss_fn(task, cfg.label_smoothing)
         deadline = time.monotonic() + 60 * cfg.max_minutes if cfg.max_minutes else math.inf
         self.logger.start(total, state.step)
         self._train_start, self._eval_seconds = time.monotonic(), 0.0
@@ -85,7 +83,7 @@ class Trainer:
             module.train()
             running, micro = 0.0, 0
             for bi in range(state.batch_in_epoch, len(batches)):
-                loss = self._forward_loss(task, module, loss_fn, batches[bi])
+                loss = self._forward_loss(task, batches[bi])
                 (loss / cfg.grad_accum).backward()
                 running += loss.item()
                 micro += 1
@@ -99,7 +97,7 @@ class Trainer:
                 self.logger.step(state.step, running / micro, scheduler.get_last_lr()[0])
                 running, micro = 0.0, 0
                 if state.step % eval_interval == 0 or state.step == total:
-                    best = self._evaluate(task, module, params, state, best, loss_fn) or best
+                    best = self._evaluate(task, module, params, state, best) or best
                     module.train()
                 if time.monotonic() > deadline:
                     state.stop_reason = f"time budget of {cfg.max_minutes} min reached"
@@ -115,7 +113,7 @@ class Trainer:
             else:
                 state.epoch, state.batch_in_epoch = state.epoch + 1, 0
         if not state.history or state.history[-1].get("step") != state.step:
-            best = self._evaluate(task, module, params, state, best, loss_fn) or best
+            best = self._evaluate(task, module, params, state, best) or best
         if best is not None:
             module.load_state_dict(best, strict=False)
         self.logger.finish(state)
@@ -123,28 +121,21 @@ class Trainer:
             self.checkpointer.save(params, optimizer, scheduler, state, best)
         return state
 
-    def _forward_loss(self, task, module, loss_fn, indices: list[int]) -> torch.Tensor:
+    def _forward_loss(self, task: TrainJob, indices: list[int]) -> torch.Tensor:
         features = task.collate("train", indices)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.bf16):
-            logits = self._forward(**features)
-        return loss_fn(logits.float(), task.train_targets[indices])
+            outputs = self._forward(**features)
+        return task.loss(outputs.float(), task.targets("train", indices))
 
     @torch.no_grad()
-    def _evaluate(self, task, module, params, state: TrainState, best, loss_fn):
+    def _evaluate(self, task: TrainJob, module, params, state: TrainState, best):
         """Score the eval split; returns a copy of the weights when they are the best so far."""
         started = time.monotonic()
-        logits = predict_logits(
-            task, module, "eval", task.eval_lengths, self.config.batch_size * 2, self.config.bf16
-        )
-        scores = classification_scores(logits, task.eval_targets, task.multi_label)
-        scores["eval_loss"] = float(loss_fn(logits, task.eval_targets))
-        if task.monitor_lengths is not None:  # the curve only: never part of the choice below
-            monitored = predict_logits(
-                task, module, "monitor", task.monitor_lengths, self.config.batch_size * 2,
-                self.config.bf16,
-            )  # fmt: skip
-            found = classification_scores(monitored, task.monitor_targets, task.multi_label)
-            scores.update({f"monitor_{k}": v for k, v in found.items()})
+        batch, bf16 = self.config.batch_size * 2, self.config.bf16
+        scores = task.score("eval", predict_outputs(task, module, "eval", batch, bf16))
+        if task.monitored:  # the curve only: never part of the choice below
+            found = task.score("monitor", predict_outputs(task, module, "monitor", batch, bf16))
+            scores.update({f"monitor_{k}": v for k, v in found.items() if k != "eval_loss"})
         # training time so far, excluding evaluations (for time-to-accuracy comparisons)
         train_seconds = started - self._train_start - self._eval_seconds
         self._eval_seconds += time.monotonic() - started
@@ -158,39 +149,35 @@ class Trainer:
         }
         state.history.append(entry)
         self.logger.eval(entry)
-        metric = scores[self.config.metric]
+        metric = scores[task.metric]
         if metric > state.best_metric:
             state.best_metric, state.best_step, state.stale_evals = metric, state.step, 0
             return {n: p.detach().clone() for n, p in params.items()}
         state.stale_evals += 1
         if self.config.early_stopping and state.stale_evals >= self.config.early_stopping:
             state.stop_reason = (
-                f"early stopping: no gain in {self.config.metric} for "
-                f"{state.stale_evals} evaluations"
+                f"early stopping: no gain in {task.metric} for {state.stale_evals} evaluations"
             )
         return None
 
 
-def predict_logits(
-    task: TrainTask,
-    module: nn.Module,
-    split: str,
-    lengths: list[int],
-    batch_size: int,
-    bf16: bool = False,
-) -> torch.Tensor:
-    """Logits for every row of a split, in row order (batched by length for speed)."""
+def predict_outputs(
+    task: TrainJob, module: nn.Module, split: str, batch_size: int, bf16: bool = False
+) -> list[torch.Tensor]:
+    """The module's output for every row of a split, in row order (batched by length for
+    speed; a row's output keeps its batch's padding, which the task's scores know to drop)."""
     module.eval()
+    lengths = task.lengths[split]
     out: list[torch.Tensor | None] = [None] * len(lengths)
     for batch in length_grouped_batches(lengths, batch_size, seed=0, shuffle=False):
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = module(**task.collate(split, batch)).float()
+            outputs = module(**task.collate(split, batch)).float()
         for row, i in enumerate(batch):
-            out[i] = logits[row]
-    return torch.stack(out) if out else torch.empty(0)
+            out[i] = outputs[row]
+    return out
 
 
-def _fingerprint(cfg: TrainConfig, lr: float, task: TrainTask) -> str:
+def _fingerprint(cfg: TrainConfig, lr: float, task: TrainJob) -> str:
     volatile = {"max_minutes", "threads", "checkpoint_every", "progress"}
     settings = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in volatile}
     shape = (len(task.train_lengths), sum(task.train_lengths), len(task.eval_lengths))
@@ -214,9 +201,3 @@ def _linear_schedule(warmup: int, total: int) -> Callable[[int], float]:
         return max(0.0, (total - step) / max(1, total - warmup))
 
     return factor
-
-
-def _loss_fn(task: TrainTask, smoothing: float) -> Callable:
-    if task.multi_label:
-        return nn.BCEWithLogitsLoss()
-    return nn.CrossEntropyLoss(weight=task.class_weights, label_smoothing=smoothing)

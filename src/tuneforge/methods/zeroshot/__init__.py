@@ -54,7 +54,7 @@ class ZeroshotMethod(Method):
                 from tuneforge.errors import ConfigError
 
                 raise ConfigError(f"Template {template!r} needs a {{label}} placeholder.")
-        model = ctx.new_classifier(ctx.load_encoder(), head="linear", normalize=True)
+        model = ctx.new_model(ctx.load_encoder(), head="linear", normalize=True)
         model.eval()
         protos, anchors = label_prototypes(model, ctx, specs, opts.templates)
         with torch.no_grad():

@@ -1,0 +1,151 @@
+"""What a task is (`Task`) and the task registry, at right angles to the method registry.
+
+A method says *how* a base model is adapted (which weights train, what is cached); a task says
+*what* it is adapted to: the data's shape, targets and loss, the head on the backbone, metrics,
+and how outputs become predictions. `full`, `lora` and `partial` train any task that gives them a
+model, a tokenizer call and a `TrainJob`; a task is one module here plus one `@register_task`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from tuneforge.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+    from tuneforge.artifact import ArtifactConfig
+    from tuneforge.methods.base import MethodContext
+    from tuneforge.training.job import TrainJob
+
+
+class TaskConfig(BaseModel):
+    """A task's typed part of the artifact config (`tuneforge.yaml`'s `task_config`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Task:
+    """A kind of problem. Subclasses set the class attributes and implement the methods."""
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    Config: ClassVar[type[TaskConfig]] = TaskConfig
+    metrics: ClassVar[tuple[str, ...]] = ()  # what the training loop can select on
+    default_metric: ClassVar[str] = ""
+
+    # ---- data --------------------------------------------------------------------------------
+    def load(
+        self,
+        path: str | Path,
+        text_col: str | None = None,
+        label_col: str | None = None,
+        require_labels: bool = True,
+    ) -> Any:
+        """Read and check a data file; errors name the file, line and column."""
+        raise NotImplementedError
+
+    @classmethod
+    def recognizes(cls, path: Path) -> bool:
+        """Does this file's shape say this task (and no other) without doubt?"""
+        return False
+
+    def check_trainable(self, ds) -> None:
+        """Raise DataError when `ds` cannot train a model (too few rows, one class, ...)."""
+
+    def split(self, ds, fraction: float, seed: int) -> tuple[Any, Any]:
+        """(fit, validation): validation is where every choice is made."""
+        raise NotImplementedError
+
+    def choose_method(
+        self, train, max_minutes: float | None, base: str | None, model_scale: float
+    ) -> tuple[str, str]:
+        """`auto`'s decision table for this task: (method, the reason, said to the user)."""
+        raise NotImplementedError
+
+    def label_names(self, ds) -> list[str]:
+        """The model's output names, in output order."""
+        raise NotImplementedError
+
+    def inputs(self, ds) -> list:
+        """What a method's `featurize` receives per row: texts, or word lists."""
+        raise NotImplementedError
+
+    def token_ids(self, ctx: MethodContext, inputs: list) -> list[list[int]]:
+        """The base tokenizer's ids of each input, truncated to the model's window."""
+        raise NotImplementedError
+
+    def prepare(self, ctx: MethodContext, ds, split: str):
+        """The rows a method trains on (e.g. long sentences cut into windows); warnings printed."""
+        return ds
+
+    def warnings(self, train, eval_ds, ctx: MethodContext) -> list[str]:
+        return []
+
+    def stats(self, ds, ctx: MethodContext) -> dict:
+        return {}
+
+    # ---- model -------------------------------------------------------------------------------
+    def new_model(self, ctx: MethodContext, encoder: torch.nn.Module, **head) -> torch.nn.Module:
+        """A fresh head on `encoder`; the model has `.encoder`, `.head` and `readout(hidden,
+        mask)` (the head on the encoder's last hidden states), plus a `spec` dict."""
+        raise NotImplementedError
+
+    def load_model(self, encoder: torch.nn.Module, config: ArtifactConfig) -> torch.nn.Module:
+        """The model `new_model` built, shaped from a saved config (weights loaded after)."""
+        raise NotImplementedError
+
+    def task_config(self, model: torch.nn.Module, ctx: MethodContext) -> dict:
+        """This task's part of the artifact config, from the trained model."""
+        return {}
+
+    # ---- training ----------------------------------------------------------------------------
+    def job(self, ctx: MethodContext, module, features: dict, collate_one, lengths) -> TrainJob:
+        """The TrainJob over per-row `features` ({split: [feature per row]})."""
+        raise NotImplementedError
+
+    # ---- inference ---------------------------------------------------------------------------
+    def load_for(self, model, data, text_col=None, label_col=None):
+        """`data` (a path or a dataset) as a dataset to evaluate `model` on."""
+        if isinstance(data, str | Path):
+            return self.load(data, text_col, label_col)
+        return data
+
+    def predict(self, model, inputs, **options) -> list:
+        raise NotImplementedError
+
+    def evaluate(self, model, ds, batch_size: int = 64):
+        """An object with `to_dict()` (the metrics JSON) and `summary()` (headline figures)."""
+        raise NotImplementedError
+
+
+TASKS: dict[str, Task] = {}
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    """Class decorator: make a task available by its `name` to `tune`, the CLI and serving."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} needs a `name`")
+    TASKS[cls.name] = cls()
+    return cls
+
+
+def get_task(name: str) -> Task:
+    if name not in TASKS:
+        raise ConfigError(f"Unknown task '{name}'. Choose one of: {', '.join(sorted(TASKS))}.")
+    return TASKS[name]
+
+
+DEFAULT_TASK = "text-classification"
+
+
+def detect_task(path: str | Path | None) -> str:
+    """The task a data file's shape says, when only one task recognizes it; else the default."""
+    if path is None or not Path(path).is_file():
+        return DEFAULT_TASK
+    found = [name for name, task in TASKS.items() if task.recognizes(Path(path))]
+    return found[0] if len(found) == 1 else DEFAULT_TASK
