@@ -40,6 +40,34 @@ def make_texts(n_per_class: int, seed: int = 0) -> list[tuple[str, str]]:
     return rows
 
 
+def make_tagged(n: int, seed: int = 0) -> list[dict]:
+    """Synthetic tagged sentences: runs of card words are CARD spans, of refund words MONEY
+    spans, among filler (and transfer words, always O)."""
+    rng = random.Random(seed)
+    kinds = {"CARD": TOPICS["card"], "MONEY": TOPICS["refund"]}
+    rows = []
+    for _ in range(n):
+        tokens, tags = [], []
+        for _ in range(rng.randint(2, 4)):
+            filler = rng.choice([FILLER, TOPICS["transfer"]])
+            tokens += [rng.choice(filler) for _ in range(rng.randint(1, 3))]
+            tags += ["O"] * (len(tokens) - len(tags))
+            if rng.random() < 0.7:
+                kind = rng.choice(sorted(kinds))
+                size = rng.randint(1, 3)
+                tokens += [rng.choice(kinds[kind]) for _ in range(size)]
+                tags += [f"B-{kind}"] + [f"I-{kind}"] * (size - 1)
+        rows.append({"tokens": tokens, "tags": tags})
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    import json
+
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
 def write_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
     import csv
 
@@ -95,6 +123,16 @@ def tiny_data(tmp_path_factory) -> dict[str, Path]:
     return {
         "train": write_csv(root / "train.csv", make_texts(40, seed=1)),
         "test": write_csv(root / "test.csv", make_texts(10, seed=2)),
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_tokens(tmp_path_factory) -> dict[str, Path]:
+    """Token-tagged JSONL (tokens + BIO tags): CARD and MONEY spans."""
+    root = tmp_path_factory.mktemp("tokens")
+    return {
+        "train": write_jsonl(root / "train.jsonl", make_tagged(160, seed=1)),
+        "test": write_jsonl(root / "test.jsonl", make_tagged(40, seed=2)),
     }
 
 

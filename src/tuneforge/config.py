@@ -39,6 +39,7 @@ class TrainConfig(BaseModel):
     compile: bool = Field(False, description="torch.compile the training forward (slow start)")
     threads: int | None = Field(None, ge=1)
     method_options: dict[str, Any] = Field(default_factory=dict)
+    task_options: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
     def build(cls, **values: Any) -> TrainConfig:

@@ -142,11 +142,10 @@ class TunedModel:
         return model
 
     def iter_predict_frames(self, frames: Iterator, text_col: str, batch_size: int = 64):
-        """Add `label`/`score` columns to each chunk of a stream (constant memory)."""
+        """Add the task's prediction columns to each chunk of a stream (constant memory):
+        `label`/`score` for text classification, `entities` (JSON) for token tagging."""
         for frame in frames:
-            preds = self.predict(frame[text_col].astype(str).tolist(), batch_size, top_k=1)
-            frame["label"] = [
-                "|".join(p.label) if isinstance(p.label, list) else p.label for p in preds
-            ]
-            frame["score"] = [round(p.score, 6) for p in preds]
+            texts = frame[text_col].astype(str).tolist()
+            for column, values in self.task.prediction_columns(self, texts, batch_size).items():
+                frame[column] = values
             yield frame

@@ -155,7 +155,7 @@ def _resolve_task(cfg: TrainConfig, train) -> tuple[TrainConfig, Task]:
     """The config with its task (given, else detected from the training file) and the
     task's metric (given and valid for the task, else its default)."""
     name = cfg.task or detect_task(train if isinstance(train, str | Path) else None)
-    impl = get_task(name)
+    impl = get_task(name).configured(cfg.task_options)
     metric = cfg.metric or impl.default_metric
     if metric not in impl.metrics:
         raise ConfigError(
@@ -176,7 +176,7 @@ def _config_with(config: TrainConfig | None, **values) -> TrainConfig:
 def _ignored_flags(method, cfg: TrainConfig, resume: bool) -> list[str]:
     """A warning for each run flag the user set that the chosen method does not apply."""
     asked = {"resume": resume, "compile": cfg.compile, "max_minutes": cfg.max_minutes is not None}
-    applied = method.run_flags()
+    applied = method.run_flags(cfg.task)
     return [
         f"--{flag.replace('_', '-')} is ignored by method '{method.name}', which does not train "
         "with the Trainer loop"

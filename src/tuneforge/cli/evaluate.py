@@ -20,7 +20,8 @@ def evaluate(
     ),
     batch_size: int = typer.Option(64),
 ) -> None:
-    """Accuracy, macro-F1, per-class table and confusion matrix."""
+    """Score a model: text classification: accuracy, macro-F1, per-class table, confusion
+    matrix; token classification: strict span F1, precision, recall, per type."""
     from rich.console import Console
 
     from tuneforge.tuned_model import TunedModel
@@ -29,7 +30,7 @@ def evaluate(
     result = model.evaluate(data, text_col, label_col, batch_size)
     Console().print(result.table(f"{model_dir.name} on {data.name}"))
     typer.echo(result.summary_line())
-    if result.unknown_labels:
+    if getattr(result, "unknown_labels", None):
         typer.echo(f"Note: labels unknown to the model (scored as errors): {result.unknown_labels}")
     path = result.save(out or model_dir / f"metrics-{data.stem}.json")
     typer.echo(f"Wrote {path}")

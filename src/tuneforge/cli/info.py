@@ -35,3 +35,19 @@ def info(
         "vocabulary, embeddings side by side (methods fewshot, head, zeroshot)"
     )
     typer.echo("Methods: auto, " + ", ".join(sorted(METHODS)))
+    typer.echo(tasks_by_methods())
+
+
+def tasks_by_methods() -> str:
+    """The tasks × methods table: which method trains which task."""
+    from tuneforge.methods import METHODS
+    from tuneforge.tasks import TASKS
+
+    names = sorted(METHODS)
+    width = max(len(t) for t in TASKS) + 2
+    lines = ["Tasks × methods (x: trains it; auto picks per task):"]
+    lines.append(" " * (width + 2) + " ".join(f"{m:>8}" for m in names))
+    for task, impl in TASKS.items():
+        marks = " ".join(f"{'x' if task in METHODS[m].tasks else '.':>8}" for m in names)
+        lines.append(f"  {task:{width}}{marks}   {impl.summary}")
+    return "\n".join(lines)

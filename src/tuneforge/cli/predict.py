@@ -47,12 +47,42 @@ def predict(
             f"Labelled {n} rows → {out or file.with_name(file.stem + '.scored' + file.suffix)}"
         )
         return
+    if model.config.task == "token-classification":
+        show_spans(model.predict(texts, batch_size), as_json)
+        return
     for text, pred in zip(texts, model.predict(texts, batch_size, top_k=top_k), strict=True):
         if as_json:
             typer.echo(json.dumps({"text": text, **pred.to_dict()}, ensure_ascii=False))
         else:
             others = ", ".join(f"{k} {v:.3f}" for k, v in pred.scores.items())
             typer.echo(f"{pred.label}\t{pred.score:.3f}\t{text}\t[{others}]")
+
+
+def show_spans(predictions, as_json: bool) -> None:
+    """Each text with its spans highlighted (on a terminal), then `span [LABEL] score` lines."""
+    import sys
+
+    from rich.console import Console
+    from rich.text import Text
+
+    terminal = sys.stdout.isatty()
+    console = Console(highlight=False)
+    for pred in predictions:
+        if as_json:
+            typer.echo(json.dumps(pred.to_dict(), ensure_ascii=False))
+            continue
+        if terminal:
+            shown = Text(pred.text)
+            for e in pred.entities:
+                shown.stylize("bold black on yellow", e.start, e.end)
+                shown.stylize("bold", e.start, e.end)
+            console.print(shown)
+        else:
+            typer.echo(pred.text)
+        for e in pred.entities:
+            typer.echo(f"  {e.text} [{e.label}] {e.score:.3f}")
+        if not pred.entities:
+            typer.echo("  (no spans)")
 
 
 def predict_file(

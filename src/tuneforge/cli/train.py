@@ -15,6 +15,7 @@ from tuneforge.cli.app import app
     "tuneforge train train.csv --eval test.csv --out runs/bank77\n\n"
     "tuneforge train train.csv --method lora --epochs 3 --out runs/lora\n\n"
     "tuneforge train train.csv --out runs/x --resume   (continue a killed run)\n\n"
+    "tuneforge train skills.jsonl --task token-classification --label-col tags_skill\n\n"
     "tuneforge train --labels labels.yaml --method zeroshot --out runs/zs   (no labelled data)"
 )
 def train(
@@ -33,12 +34,21 @@ def train(
         help="Validation file for early stopping (default: a stratified split of DATA).",
     ),
     out: Path = typer.Option(Path("runs/model"), "--out", "-o", help="Artifact directory."),
+    task: str | None = typer.Option(
+        None,
+        help="text-classification or token-classification (default: from the data's shape; "
+        "`tuneforge info` lists tasks and their methods).",
+    ),
     method: str | None = typer.Option(None, help="auto, head, full, lora, partial, ..."),
     base: str | None = typer.Option(
         None, help="minilm, e5-multilingual, mpnet, a local HF dir, or a pair: mpnet+minilm."
     ),
     text_col: str | None = typer.Option(None, help="Text column (auto-detected)."),
-    label_col: str | None = typer.Option(None, help="Label column (auto-detected)."),
+    label_col: str | None = typer.Option(
+        None,
+        help="Label column (auto-detected); token data: the tag column number (CoNLL) or "
+        "layer (tags_skill).",
+    ),
     config: Path | None = typer.Option(None, help="YAML TrainConfig; flags override it."),
     epochs: float | None = typer.Option(None),
     lr: float | None = typer.Option(None),
@@ -51,6 +61,13 @@ def train(
     option: list[str] = typer.Option(
         [], "--option", "-O", help="Method option KEY=VALUE (YAML value), repeatable."
     ),
+    task_option: list[str] = typer.Option(
+        [],
+        "--task-option",
+        "-T",
+        help="Task option KEY=VALUE, repeatable (token-classification: scheme=iob1, "
+        "label_all_subtokens=true, window_overlap=0.25).",
+    ),
     compile_: bool | None = typer.Option(
         None, "--compile/--no-compile", help="torch.compile training (1.6x faster steps here)."
     ),
@@ -58,13 +75,15 @@ def train(
     resume: bool = typer.Option(False, help="Continue from the last checkpoint of --out."),
     progress: bool = typer.Option(True, help="Show the progress bar."),
 ) -> None:
-    """Train a text classifier and save a self-contained model directory."""
+    """Train a model (a text classifier, a token tagger, ...) and save a self-contained model
+    directory."""
     from rich.console import Console
 
     from tuneforge.config import TrainConfig
     from tuneforge.tuning import tune
 
     values = dict(
+        task=task,
         method=method,
         base=base,
         epochs=epochs,
@@ -81,6 +100,7 @@ def train(
     base_cfg = TrainConfig.from_yaml(config) if config else TrainConfig()
     merged = {**base_cfg.model_dump(), **{k: v for k, v in values.items() if v is not None}}
     merged["method_options"] = {**merged["method_options"], **parse_options(option)}
+    merged["task_options"] = {**merged["task_options"], **parse_options(task_option)}
     cfg = TrainConfig.build(**merged)
     if data is None and labels is None:
         from tuneforge.errors import ConfigError

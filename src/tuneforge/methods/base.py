@@ -174,7 +174,7 @@ class Method:
     def lr(self, config: TrainConfig) -> float:
         return config.lr or self.default_lr
 
-    def run_flags(self) -> frozenset[str]:
+    def run_flags(self, task: str = "text-classification") -> frozenset[str]:
         """Which of the Trainer's run flags (`RUN_FLAGS`) this method applies; methods that
         train without the Trainer override it, so `tune` can warn about the others."""
         return RUN_FLAGS

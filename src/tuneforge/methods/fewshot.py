@@ -118,7 +118,7 @@ class FewshotMethod(Method):
     default_lr = 2e-4  # high for an encoder: few steps (top layers alone move less per step)
     trains_pairs = True  # each member of a pair is tuned on its own, then they are joined
 
-    def run_flags(self) -> frozenset[str]:
+    def run_flags(self, task: str = "text-classification") -> frozenset[str]:
         return frozenset({"max_minutes"})  # its own contrastive loop keeps the time budget
 
     def fit(self, ctx: MethodContext) -> TextClassifier:

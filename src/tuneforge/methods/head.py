@@ -35,18 +35,31 @@ class HeadOptions(MethodOptions):
     cache: bool = True
 
 
+TOKEN_HEAD_LR = 5e-3  # a linear layer on frozen vectors takes larger steps than a whole encoder
+
+
 @register_method
 class HeadMethod(Method):
     name = "head"
     Options = HeadOptions
     default_lr = 1e-3
     trains_pairs = True  # the frozen encoders give the embeddings, whatever their number
+    tasks = frozenset({"text-classification", "token-classification"})
 
-    def run_flags(self) -> frozenset[str]:
-        # logistic regression is one scikit-learn fit; the mlp head trains with the Trainer
-        return RUN_FLAGS if self.options.classifier == "mlp" else frozenset()
+    def run_flags(self, task: str = "text-classification") -> frozenset[str]:
+        # logistic regression is one scikit-learn fit; the mlp head (and a tagger's per-token
+        # head) trains with the Trainer
+        trainer = self.options.classifier == "mlp" or task != "text-classification"
+        return RUN_FLAGS if trainer else frozenset()
 
     def fit(self, ctx: MethodContext) -> TextClassifier:
+        if ctx.task.name != "text-classification":
+            # frozen per-token vectors (the encoder's last layer, computed once) + a linear
+            # layer trained on them: `partial` with no encoder layer trained
+            from tuneforge.methods.partial import PartialOptions, train_top_layers
+
+            lr = ctx.config.lr or TOKEN_HEAD_LR
+            return train_top_layers(ctx, 0, PartialOptions(), lr)
         opts = self.options
         kind = "mlp" if opts.classifier == "mlp" else "linear"
         model = ctx.new_model(

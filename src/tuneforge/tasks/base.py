@@ -38,6 +38,12 @@ class Task:
     metrics: ClassVar[tuple[str, ...]] = ()  # what the training loop can select on
     default_metric: ClassVar[str] = ""
 
+    def configured(self, options: dict) -> Task:
+        """This task with the user's task options (its `Config` fields); errors are clear."""
+        if options:
+            raise ConfigError(f"The {self.name} task takes no options (got {sorted(options)}).")
+        return self
+
     # ---- data --------------------------------------------------------------------------------
     def load(
         self,
@@ -116,6 +122,10 @@ class Task:
         return data
 
     def predict(self, model, inputs, **options) -> list:
+        raise NotImplementedError
+
+    def prediction_columns(self, model, texts: list[str], batch_size: int = 64) -> dict:
+        """{column: one value per text}: what `predict --file` adds to each row."""
         raise NotImplementedError
 
     def evaluate(self, model, ds, batch_size: int = 64):

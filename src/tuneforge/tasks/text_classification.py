@@ -185,6 +185,13 @@ class TextClassification(Task):
             return Prediction(cal.abstain_label, float(p[best]), scores)
         return Prediction(labels[best], float(p[best]), scores)
 
+    def prediction_columns(self, model, texts: list[str], batch_size: int = 64) -> dict:
+        preds = self.predict(model, texts, batch_size, top_k=1)
+        return {
+            "label": ["|".join(p.label) if isinstance(p.label, list) else p.label for p in preds],
+            "score": [round(p.score, 6) for p in preds],
+        }
+
     def load_for(self, model, data, text_col=None, label_col=None) -> TextDataset:
         """A data file read the way `model` was trained (multi-label or not)."""
         if isinstance(data, TextDataset):

@@ -148,7 +148,7 @@ class Trainer:
             **scores,
         }
         state.history.append(entry)
-        self.logger.eval(entry)
+        self.logger.eval(entry, task.metric)
         metric = scores[task.metric]
         if metric > state.best_metric:
             state.best_metric, state.best_step, state.stale_evals = metric, state.step, 0

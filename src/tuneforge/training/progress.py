@@ -56,8 +56,9 @@ class TrainLogger:
         if self._bar:
             self._bar.update(self._task, completed=step, info=f"loss {loss:.4f}{self._last_eval}")
 
-    def eval(self, entry: dict) -> None:
-        self._last_eval = f" · acc {entry['accuracy']:.4f}"
+    def eval(self, entry: dict, metric: str = "accuracy") -> None:
+        short = {"accuracy": "acc"}.get(metric, metric)
+        self._last_eval = f" · {short} {entry[metric]:.4f}" if metric in entry else ""
         if self._writer:
             for key, value in entry.items():
                 if key not in ("step", "epoch"):

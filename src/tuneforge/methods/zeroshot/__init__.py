@@ -43,7 +43,7 @@ class ZeroshotMethod(Method):
     Options = ZeroshotOptions
     trains_pairs = True  # the frozen encoders give the embeddings, whatever their number
 
-    def run_flags(self) -> frozenset[str]:
+    def run_flags(self, task: str = "text-classification") -> frozenset[str]:
         return frozenset()  # no training loop: prototypes, and at most one head fit
 
     def fit(self, ctx: MethodContext) -> TextClassifier:
