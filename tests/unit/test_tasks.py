@@ -24,7 +24,7 @@ def test_text_classification_is_registered_and_every_method_trains_it():
 
 
 def test_unknown_task_and_a_method_outside_its_tasks_are_clear_errors():
-    with pytest.raises(ConfigError, match="Unknown task 'nope'.*text-classification"):
+    with pytest.raises(ConfigError, match=r"Unknown task 'nope'.*text-classification"):
         get_task("nope")
 
     METHODS["fake-method"] = type("FakeMethod", (METHODS["full"],), {"tasks": frozenset()})

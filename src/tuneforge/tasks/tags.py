@@ -88,8 +88,9 @@ def _read_bio(parsed: list[tuple[str, str | None]]) -> list[Span]:
         if prefix == "I" and (start is None or t != kind):
             began = f"follows a span of type {kind}" if start is not None else "follows O"
             raise TagError(
-                f"I-{t} {began}: its type never began (a span starts with B-{t}); if the "
-                "file is IOB1, pass --tag-scheme iob1",
+                f"I-{t} {began}: its type never began (a span starts with B-{t}). Fix the "
+                "tag; or, if the file is IOB1, pass -T scheme=iob1; or pass -T "
+                "repair_tags=true to read such a tag as a span's start, as conlleval does",
                 i,
             )
         if prefix in ("B", "O") and start is not None:

@@ -30,6 +30,7 @@ IGNORE = -100  # targets the loss skips: special tokens, later sub-tokens of a w
 
 class TokenClassificationConfig(TaskConfig):
     scheme: str | None = Field(None, description="tag scheme of the data; None = detected")
+    repair_tags: bool = False  # read a BIO I- that begins a span as its start (conlleval)
     label_all_subtokens: bool = False
     window_overlap: float = Field(0.25, ge=0, lt=1, description="share of a window's words")
     layer: str | None = None  # the tag column/layer trained on (recorded)
@@ -116,7 +117,11 @@ class TokenClassification(Task):
         return token_format(path) is not None
 
     def load(self, path, text_col=None, label_col=None, require_labels=True) -> TokenDataset:
-        return load_tokens(path, label_col, require_labels, self.options.scheme)
+        ds = load_tokens(
+            path, label_col, require_labels, self.options.scheme, self.options.repair_tags
+        )
+        _print_warnings(ds)
+        return ds
 
     def load_for(self, model, data, text_col=None, label_col=None) -> TokenDataset:
         if isinstance(data, TokenDataset):
@@ -124,7 +129,9 @@ class TokenClassification(Task):
         opts = TokenClassificationConfig(**model.config.task_config)
         layer = opts.layer or ""
         trained_on = layer.removeprefix("column ") if layer.startswith("column ") else layer
-        return load_tokens(data, label_col or trained_on or None, True, opts.scheme)
+        ds = load_tokens(data, label_col or trained_on or None, True, opts.scheme, opts.repair_tags)
+        _print_warnings(ds)
+        return ds
 
     def check_trainable(self, ds: TokenDataset) -> None:
         if ds.tags is None:
@@ -332,6 +339,14 @@ class TokenClassification(Task):
         return evaluate_spans(ds.tags, pred, ds.words)
 
 
+def _print_warnings(ds: TokenDataset) -> None:
+    if ds.warnings:
+        from tuneforge.training.progress import console
+
+        for warning in ds.warnings:
+            console.print(f"[yellow]warning:[/] {warning}")
+
+
 def _softmax(z: np.ndarray) -> np.ndarray:
     if not len(z):
         return z
@@ -416,7 +431,7 @@ def sentence_windows(tokenizer, words: list[list[str]], max_length: int, overlap
 def _subtoken_counts(tokenizer, words: list[list[str]]) -> list[list[int]]:
     if not words:
         return []
-    enc = tokenizer(words, is_split_into_words=True, add_special_tokens=False)
+    enc = tokenizer(words, is_split_into_words=True, add_special_tokens=False, verbose=False)
     out = []
     for i, ws in enumerate(words):
         counts = [0] * len(ws)

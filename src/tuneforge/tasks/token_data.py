@@ -152,9 +152,12 @@ def load_tokens(
     label_col: str | None = None,
     require_labels: bool = True,
     scheme: str | None = None,
+    repair: bool = False,
 ) -> TokenDataset:
     """Read token-tagged data in any supported format; `label_col` picks the tag column (a
-    CoNLL column number, 1 = the words) or layer (`tags_skill`); `scheme` overrides detection."""
+    CoNLL column number, 1 = the words) or layer (`tags_skill`); `scheme` overrides detection;
+    `repair` reads a BIO I- tag that begins a span as its start (as conlleval does), with a
+    warning, instead of stopping at it."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found. Check the path (cwd: {Path.cwd()}).")
@@ -169,10 +172,10 @@ def load_tokens(
     if fmt == "spans":
         return _read_spans(path, label_col, require_labels)
     rows, layer, default_type = reader[fmt](path, label_col, require_labels)
-    return _tagged(path, rows, layer, default_type, scheme, require_labels)
+    return _tagged(path, rows, layer, default_type, scheme, require_labels, repair)
 
 
-def _tagged(path, rows, layer, default_type, scheme, require_labels) -> TokenDataset:
+def _tagged(path, rows, layer, default_type, scheme, require_labels, repair) -> TokenDataset:
     """rows: (line, words, tags or None) -> a TokenDataset with BIO tags, checked."""
     if not rows:
         raise DataError(f"{path}: no sentences. Put one token per line, sentences apart.")
@@ -191,16 +194,27 @@ def _tagged(path, rows, layer, default_type, scheme, require_labels) -> TokenDat
     if has_tags:
         tag_rows = [r[2] for r in rows]
         ds.scheme = scheme or detect_scheme(tag_rows)
+        repaired: list[int] = []
         ds.tags = [
-            _to_bio(path, line, ws, ts, ds.scheme, default_type, layer) for line, ws, ts in rows
+            _to_bio(path, line, ws, ts, ds.scheme, default_type, layer, repair, repaired)
+            for line, ws, ts in rows
         ]
+        if repaired:
+            shown = ", ".join(map(str, repaired[:5])) + (" ..." if len(repaired) > 5 else "")
+            ds.warnings.append(
+                f"{path}: {len(repaired)} sentences have an I- tag that begins a span "
+                f"(line {shown}); each was read as the span's start, as conlleval does"
+            )
     return ds
 
 
-def _to_bio(path, line, words, tags, scheme, default_type, layer) -> list[str]:
+def _to_bio(path, line, words, tags, scheme, default_type, layer, repair, repaired) -> list[str]:
     try:
         return bio_tags(read_spans(tags, scheme, default_type), len(tags))
     except TagError as exc:
+        if repair and scheme == "bio" and "never began" in str(exc):
+            repaired.append(line)  # lenient BIO is IOB1: an I- that starts a span begins one
+            return bio_tags(read_spans(tags, "iob1", default_type), len(tags))
         word = words[exc.word] if exc.word < len(words) else ""
         raise DataError(
             f"{path}, line {line}, token {exc.word + 1} ('{word}') in '{layer}': {exc}."
