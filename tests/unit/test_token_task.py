@@ -146,3 +146,46 @@ def test_the_task_option_errors_list_the_options(tiny_bert, tiny_tokens):
         tuneforge.tune(
             tiny_tokens["train"], base=str(tiny_bert), method="head", task_options={"nope": 1}
         )
+
+
+def test_serve_returns_entities_on_native_and_v2(tagger):
+    import asyncio
+
+    import httpx
+
+    from tuneforge.serving.app import build_app
+    from tuneforge.serving.limits import Limits
+    from tuneforge.serving.models import BatchSettings, ModelRepository
+
+    key = "k" * 32
+    repo = ModelRepository(BatchSettings())
+    repo.add("skills", tagger)
+    app = build_app(repo, api_keys=[key], limits=Limits())
+    text = "my card pin is lost please refund money"
+
+    async def calls():
+        transport = httpx.ASGITransport(app=app)
+        auth = {"Authorization": f"Bearer {key}"}
+        async with httpx.AsyncClient(transport=transport, base_url="http://t", headers=auth) as c:
+            native = await c.post("/v1/models/skills/predict", json={"texts": [text]})
+            tensor = {"name": "text", "shape": [1], "datatype": "BYTES", "data": [text]}
+            v2 = await c.post("/v2/models/skills/infer", json={"inputs": [tensor]})
+            meta = await c.get("/v2/models/skills")
+            wrong = await c.post(
+                "/v2/models/skills/infer",
+                json={"inputs": [tensor], "outputs": [{"name": "label"}]},
+            )  # fmt: skip
+            explain = await c.post(
+                "/v1/models/skills/predict", json={"texts": [text], "explain": True}
+            )
+            return native, v2, meta, wrong, explain
+
+    native, v2, meta, wrong, explain = asyncio.run(calls())
+    assert native.status_code == 200, native.text
+    spans = native.json()["predictions"][0]["entities"]
+    assert spans and all(text[e["start"] : e["end"]] == e["text"] for e in spans)
+    assert v2.status_code == 200 and v2.json()["outputs"][0]["name"] == "entities"
+    assert json.loads(v2.json()["outputs"][0]["data"][0]) == spans
+    assert [o["name"] for o in meta.json()["outputs"]] == ["entities"]
+    assert wrong.status_code == 400 and "entities" in wrong.json()["error"]
+    assert explain.status_code == 422

@@ -76,6 +76,13 @@ class ServedModel:
         return [mask_pii(t) for t in texts] if self.settings.mask_pii else list(texts)
 
     @property
+    def task(self):
+        """The model's task (what its predictions are; models without one classify text)."""
+        from tuneforge.tasks import get_task
+
+        return getattr(self.model, "task", None) or get_task("text-classification")
+
+    @property
     def queued_texts(self) -> int:
         return self._predict.queued_texts + self._embed.queued_texts
 

@@ -36,6 +36,8 @@ class Task:
     summary: ClassVar[str] = ""
     Config: ClassVar[type[TaskConfig]] = TaskConfig
     metrics: ClassVar[tuple[str, ...]] = ()  # what the training loop can select on
+    # the Open Inference Protocol (v2) outputs: name -> datatype, one element per text
+    v2_outputs: ClassVar[dict[str, str]] = {}
     default_metric: ClassVar[str] = ""
 
     def configured(self, options: dict) -> Task:
@@ -126,6 +128,10 @@ class Task:
 
     def prediction_columns(self, model, texts: list[str], batch_size: int = 64) -> dict:
         """{column: one value per text}: what `predict --file` adds to each row."""
+        raise NotImplementedError
+
+    def v2_columns(self, predictions: list) -> dict[str, list]:
+        """{output name: one element per prediction} for the v2 protocol's outputs."""
         raise NotImplementedError
 
     def evaluate(self, model, ds, batch_size: int = 64):

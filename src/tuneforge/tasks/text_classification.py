@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -51,6 +51,7 @@ class TextClassification(Task):
     Config = TextClassificationConfig
     metrics = ("accuracy", "macro_f1")
     default_metric = "accuracy"
+    v2_outputs: ClassVar[dict[str, str]] = {"label": "BYTES", "score": "FP32"}
 
     # ---- data --------------------------------------------------------------------------------
     def load(self, path, text_col=None, label_col=None, require_labels=True) -> TextDataset:
@@ -190,6 +191,14 @@ class TextClassification(Task):
         return {
             "label": ["|".join(p.label) if isinstance(p.label, list) else p.label for p in preds],
             "score": [round(p.score, 6) for p in preds],
+        }
+
+    def v2_columns(self, predictions: list[Prediction]) -> dict[str, list]:
+        return {
+            "label": [
+                "|".join(p.label) if isinstance(p.label, list) else p.label for p in predictions
+            ],
+            "score": [float(p.score) for p in predictions],
         }
 
     def load_for(self, model, data, text_col=None, label_col=None) -> TextDataset:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -74,12 +75,18 @@ class TokenTagger(nn.Module):
     def readout(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.head(hidden)
 
-    def embed(self, input_ids, attention_mask, **extra) -> torch.Tensor:
+    def token_states(self, input_ids, attention_mask) -> torch.Tensor:
         """The per-token vectors the head reads."""
         return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
+    def embed(self, input_ids, attention_mask, **extra) -> torch.Tensor:
+        """A sentence vector: the mean of the token vectors (what /v1/embeddings serves)."""
+        from tuneforge.models.classifier import mean_pool
+
+        return mean_pool(self.token_states(input_ids, attention_mask), attention_mask)
+
     def forward(self, input_ids, attention_mask, **extra) -> torch.Tensor:
-        return self.head(self.embed(input_ids, attention_mask))
+        return self.head(self.token_states(input_ids, attention_mask))
 
 
 def new_head(dim: int, n_tags: int, dropout: float = 0.1) -> nn.Module:
@@ -93,6 +100,9 @@ class TokenClassification(Task):
     Config = TokenClassificationConfig
     metrics = ("f1",)
     default_metric = "f1"
+    v2_outputs: ClassVar[dict[str, str]] = {
+        "entities": "BYTES"
+    }  # per text, a JSON list of {start, end, label, ...}
 
     def __init__(self, options: dict | None = None) -> None:
         self.options = TokenClassificationConfig(**(options or {}))
@@ -307,12 +317,15 @@ class TokenClassification(Task):
         ]
 
     def prediction_columns(self, model, texts: list[str], batch_size: int = 64) -> dict:
+        return self.v2_columns(self.predict(model, texts, batch_size))
+
+    def v2_columns(self, predictions: list[TokenPrediction]) -> dict[str, list]:
         import json
 
-        preds = self.predict(model, texts, batch_size)
         return {
             "entities": [
-                json.dumps([e.to_dict() for e in p.entities], ensure_ascii=False) for p in preds
+                json.dumps([e.to_dict() for e in p.entities], ensure_ascii=False)
+                for p in predictions
             ]
         }
 

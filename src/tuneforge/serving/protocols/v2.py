@@ -1,8 +1,9 @@
 """Open Inference Protocol v2 (KServe / Triton REST): health, model metadata, readiness, infer.
 
-Input: one BYTES tensor of shape [n] holding the texts (JSON `data`). Outputs: `label` (BYTES
-[n]) and `score` (FP32 [n]); `outputs` in the request selects among them. Errors use the
-protocol's `{"error": "..."}` body.
+Input: one BYTES tensor of shape [n] holding the texts (JSON `data`). Outputs are the model's
+task's (`Task.v2_outputs`): text classification `label` (BYTES [n]) and `score` (FP32 [n]);
+token classification `entities` (BYTES [n], each a JSON list of spans). `outputs` in the
+request selects among them. Errors use the protocol's `{"error": "..."}` body.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from tuneforge.serving.openapi import Error
 from tuneforge.serving.protocols.common import run, served_or_404
 
 router = APIRouter(tags=["v2"])
-OUTPUTS = ("label", "score")
 
 
 class InferInput(BaseModel):
@@ -97,8 +97,8 @@ async def model_metadata(name: str, request: Request, version: str | None = None
         "platform": f"tuneforge-{served.model.config.runtime}",
         "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
         "outputs": [
-            {"name": "label", "datatype": "BYTES", "shape": [-1]},
-            {"name": "score", "datatype": "FP32", "shape": [-1]},
+            {"name": n, "datatype": datatype, "shape": [-1]}
+            for n, datatype in served.task.v2_outputs.items()
         ],
     }
 
@@ -145,18 +145,18 @@ _INFER = {"openapi_extra": _BODY, "responses": INFER_ERRORS}
 @router.post("/v2/models/{name}/versions/{version}/infer", **_INFER)
 async def infer(name: str, request: Request, version: str | None = None):
     """JSON body, or the binary tensor extension (`Inference-Header-Content-Length`)."""
-    _served(request, name, version)
+    task = _served(request, name, version).task
     body = _parse(await request.body(), request.headers.get("inference-header-content-length"))
     texts = _texts(body)
-    wanted = [o.name for o in body.outputs] if body.outputs else list(OUTPUTS)
-    unknown = sorted(set(wanted) - set(OUTPUTS))
+    names = list(task.v2_outputs)  # the model's task says what it outputs
+    wanted = [o.name for o in body.outputs] if body.outputs else names
+    unknown = sorted(set(wanted) - set(names))
     if unknown:
-        raise V2Error(400, f"Unknown output(s) {unknown}; this model has {list(OUTPUTS)}.")
+        raise V2Error(400, f"Unknown output(s) {unknown}; this model has {names}.")
     served, preds = await run(request, name, "predict", texts)
-    labels = ["|".join(p.label) if isinstance(p.label, list) else p.label for p in preds]
-    columns = {"label": ("BYTES", labels), "score": ("FP32", [float(p.score) for p in preds])}
+    columns = task.v2_columns(preds)
     outputs = [
-        {"name": n, "datatype": columns[n][0], "shape": [len(preds)], "data": columns[n][1]}
+        {"name": n, "datatype": task.v2_outputs[n], "shape": [len(preds)], "data": columns[n]}
         for n in wanted
     ]
     response = {"model_name": name, "model_version": served.version, "outputs": outputs}
