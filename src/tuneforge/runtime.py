@@ -19,6 +19,7 @@ ENCODER_DIR, HEAD_FILE = "encoder", "head.safetensors"
 
 
 class Runtime(Protocol):
+    def outputs(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
     def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray: ...
     def embed(self, batch: dict[str, np.ndarray]) -> np.ndarray: ...
 
@@ -28,6 +29,12 @@ class TorchRuntime:
 
     def __init__(self, classifier) -> None:
         self.classifier = classifier.eval()
+
+    @torch.inference_mode()
+    def outputs(self, batch: dict) -> dict[str, np.ndarray]:
+        """Every output of one pass (`logits`, `embedding`): what needs both pays for one."""
+        found = self.classifier.outputs(**_tensors(batch))
+        return {name: value.float().numpy() for name, value in found.items()}
 
     @torch.inference_mode()
     def logits(self, batch: dict) -> np.ndarray:

@@ -189,3 +189,30 @@ def test_serve_returns_entities_on_native_and_v2(tagger):
     assert [o["name"] for o in meta.json()["outputs"]] == ["entities"]
     assert wrong.status_code == 400 and "entities" in wrong.json()["error"]
     assert explain.status_code == 422
+
+
+@pytest.mark.parametrize("quantize", [None, "int8"])
+def test_a_tagger_exports_to_onnx_behind_the_span_f1_gate(tagger, tiny_tokens, tmp_path, quantize):
+    from tuneforge.export import export_model
+
+    report = export_model(
+        tagger, tmp_path / "onnx", quantize=quantize, val=tiny_tokens["test"], max_loss=5.0
+    )
+    assert report.gate["metric"] == "f1" and report.gate["passed"], report.gate
+    assert report.parity["tag_agreement"] > 0.95
+    exported, source = (
+        tuneforge.TunedModel.load(tmp_path / "onnx"),
+        tuneforge.TunedModel.load(tagger),
+    )
+    assert exported.config.runtime == "onnx" and exported.config.task == "token-classification"
+    text = "my card pin is lost please refund money"
+    got, want = exported.predict(text)[0], source.predict(text)[0]
+    if quantize is None:  # fp32 ONNX: the same spans with the same scores
+        assert [(e.start, e.end, e.label) for e in got.entities] == [
+            (e.start, e.end, e.label) for e in want.entities
+        ]
+    strict = tmp_path / "strict"
+    with pytest.raises(Exception, match="prune"):
+        export_model(
+            tagger, strict, prune_layers=1, distil_data=tiny_tokens["train"], skip_gate=True
+        )

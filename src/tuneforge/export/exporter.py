@@ -70,7 +70,7 @@ def export_model(
     _check_args(source, quantize, prune_layers, val, skip_gate, distil_data)
     val_ds = None
     if val is not None:
-        val_ds = load_data(val, text_col, label_col, multi_label=source.config.multi_label or None)
+        val_ds = source.task.load_for(source, Path(val), text_col, label_col)
     classifier, distillation = source.runtime.classifier, {}
     if prune_layers:
         from tuneforge.export.prune import distil, label_targets
@@ -118,6 +118,11 @@ def _check_args(source, quantize, prune_layers, val, skip_gate, distil_data) -> 
         )
     if prune_layers < 0:
         raise ConfigError("--prune-layers must be >= 0.")
+    if prune_layers and source.config.task != "text-classification":
+        raise ConfigError(
+            f"--prune-layers distils text classifiers; this model is {source.config.task}. "
+            "Export it without pruning (int8 works)."
+        )
     if prune_layers and member_widths(source.runtime.classifier.encoder):
         raise ConfigError(
             "--prune-layers works on one encoder; this model's base is a pair "
@@ -135,7 +140,7 @@ def _write_onnx_artifact(source, classifier, tmp: Path, quantize, fuse, report) 
     from tuneforge.export.onnx_runtime import ONNX_FILE, copy_tokenizer
 
     with tempfile.TemporaryDirectory() as scratch:
-        current = to_onnx(classifier, Path(scratch) / "traced.onnx")
+        current = to_onnx(classifier, Path(scratch) / "traced.onnx", source.task.onnx_axes)
         enc = classifier.encoder.config
         heads = getattr(enc, "num_attention_heads", None)  # a base pair has two attention shapes
         if (
@@ -170,7 +175,10 @@ def _finish_config(source, tmp: Path, report: ExportReport) -> None:
 
 
 def _gate(source, exported, val_ds, max_loss: float, force: bool) -> tuple[dict, dict]:
-    """Accuracy of both models on `val_ds`; raise when the drop exceeds `max_loss` points."""
+    """The task's headline score of both models on `val_ds` (accuracy; a tagger's span F1);
+    raise when the drop exceeds `max_loss` points."""
+    if source.config.task != "text-classification":
+        return _task_gate(source, exported, val_ds, max_loss, force)
     from tuneforge.evaluation.metrics import evaluate_predictions
 
     z_src, z_exp = source.logits(val_ds.texts), exported.logits(val_ds.texts)
@@ -201,6 +209,38 @@ def _gate(source, exported, val_ds, max_loss: float, force: bool) -> tuple[dict,
             "Export without --quantize/--prune-layers, raise --max-loss, or pass --force."
         )
     return gate, parity
+
+
+def _task_gate(source, exported, val_ds, max_loss: float, force: bool) -> tuple[dict, dict]:
+    metric = source.task.default_metric
+    before = source.evaluate(val_ds).summary()[metric]
+    after = exported.evaluate(val_ds).summary()[metric]
+    loss = round((before - after) * 100, 3)
+    gate = {
+        "metric": metric,
+        "val_rows": len(val_ds),
+        f"{metric}_source": round(before, 5),
+        f"{metric}_export": round(after, 5),
+        "loss_points": loss,
+        "max_loss_points": max_loss,
+        "passed": loss <= max_loss,
+        "forced": force and loss > max_loss,
+    }
+    if loss > max_loss and not force:
+        raise AccuracyGateError(
+            f"The export loses {loss:.2f} {metric} points on {val_ds.source} "
+            f"({before:.4f} → {after:.4f}; allowed {max_loss}). Nothing was written. "
+            "Export without --quantize, raise --max-loss, or pass --force."
+        )
+    inputs = val_ds.words[:256] if hasattr(val_ds, "words") else val_ds.texts[:256]
+    p_src = source.task.word_probabilities(source, inputs)
+    p_exp = exported.task.word_probabilities(exported, inputs)
+    same = np.concatenate([a.argmax(-1) == b.argmax(-1) for a, b in zip(p_src, p_exp, strict=True)])
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(p_src, p_exp, strict=True))
+    return gate, {
+        "tag_agreement": round(float(same.mean()), 5),
+        "max_abs_prob_diff": round(diff, 5),
+    }
 
 
 def _parity(source, exported, texts, z_src, z_exp, multi: bool) -> dict:

@@ -1,4 +1,4 @@
-"""Graph-level steps: trace a `TextClassifier` to ONNX, fuse transformer ops, quantize to int8."""
+"""Graph-level steps: trace a task's model to ONNX, fuse transformer ops, quantize to int8."""
 
 from __future__ import annotations
 
@@ -21,23 +21,26 @@ def _wrapper(classifier):
             self.clf = clf
 
         def forward(self, input_ids, attention_mask):
-            embedding = self.clf.embed(input_ids, attention_mask)
-            return self.clf.head(embedding), embedding
+            found = self.clf.outputs(input_ids, attention_mask)  # one encoder pass for both
+            return tuple(found[name] for name in OUTPUTS)
 
     # eval() on the wrapper: the exporter restores the wrapper's train flag recursively after
     # tracing, which would switch dropout back on in the caller's model.
     return LogitsAndEmbedding(classifier).eval()
 
 
-def to_onnx(classifier, path: Path) -> Path:
-    """Trace with a padded example batch so the attention-mask path is part of the graph."""
+def to_onnx(classifier, path: Path, output_axes: dict[str, dict] | None = None) -> Path:
+    """Trace with a padded example batch so the attention-mask path is part of the graph.
+
+    `output_axes`: the task's dynamic axes per output (default: batch only; a tagger's logits
+    also vary along the sequence)."""
     import torch
 
     ids = torch.full((2, 12), 5, dtype=torch.long)
     mask = torch.ones_like(ids)
     mask[1, 7:] = 0
     axes = {name: {0: "batch", 1: "sequence"} for name in INPUTS}
-    axes |= {name: {0: "batch"} for name in OUTPUTS}
+    axes |= {name: (output_axes or {}).get(name, {0: "batch"}) for name in OUTPUTS}
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer warnings about Python-side shape checks
         torch.onnx.export(

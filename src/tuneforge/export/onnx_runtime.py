@@ -51,8 +51,14 @@ class OnnxRuntime:
         )
 
     def _run(self, output: str, batch: dict) -> np.ndarray:
-        feed = {name: np.asarray(batch[name], dtype=np.int64) for name in INPUTS}
-        return self.session.run([output], feed)[0]
+        return self.session.run([output], self._feed(batch))[0]
+
+    def _feed(self, batch: dict) -> dict[str, np.ndarray]:
+        return {name: np.asarray(batch[name], dtype=np.int64) for name in INPUTS}
+
+    def outputs(self, batch: dict) -> dict[str, np.ndarray]:
+        """Every output of one pass of the graph."""
+        return dict(zip(OUTPUTS, self.session.run(list(OUTPUTS), self._feed(batch)), strict=True))
 
     def logits(self, batch: dict) -> np.ndarray:
         return self._run("logits", batch)

@@ -78,3 +78,10 @@ class TextClassifier(nn.Module):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor
     ) -> torch.Tensor:
         return self.head(self.embed(input_ids, attention_mask, **extra))
+
+    def outputs(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Every output of one encoder pass: `logits` and the pooled `embedding`."""
+        embedding = self.embed(input_ids, attention_mask, **extra)
+        return {"logits": self.head(embedding), "embedding": embedding}

@@ -88,6 +88,13 @@ class TokenTagger(nn.Module):
     def forward(self, input_ids, attention_mask, **extra) -> torch.Tensor:
         return self.head(self.token_states(input_ids, attention_mask))
 
+    def outputs(self, input_ids, attention_mask, **extra) -> dict[str, torch.Tensor]:
+        """Every output of one encoder pass: per-token `logits` and the mean `embedding`."""
+        from tuneforge.models.classifier import mean_pool
+
+        states = self.token_states(input_ids, attention_mask)
+        return {"logits": self.head(states), "embedding": mean_pool(states, attention_mask)}
+
 
 def new_head(dim: int, n_tags: int, dropout: float = 0.1) -> nn.Module:
     return nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, n_tags))
