@@ -122,3 +122,61 @@ def test_compiled_training_matches_eager_quality(tiny_bert, tiny_data):
         tiny_data["train"], tiny_data["test"], base=str(tiny_bert), epochs=6, compile=True, **FAST
     )
     assert model.metrics["eval"]["accuracy"] > 0.6
+
+
+# every method that trains weights runs on the one Trainer: each resumes after a kill to the
+# weights an uninterrupted run reaches
+RESUMABLE = {
+    "full": ("full", {}, 3e-3),
+    "lora": ("lora", {"r": 4, "alpha": 8}, 1e-2),
+    "partial": ("partial", {"top_layers": 1}, 3e-3),
+    "head-mlp": ("head", {"classifier": "mlp", "hidden": 32}, 1e-2),
+    "prompt": ("prompt", {"num_virtual_tokens": 4}, 3e-2),
+    "fewshot": ("fewshot", {"classes_per_batch": 3, "per_class": 4, "min_steps": 14}, 3e-3),
+    "fewshot-top": (
+        "fewshot",
+        {"classes_per_batch": 3, "per_class": 4, "top_layers": 1, "min_steps": 14},
+        3e-3,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", RESUMABLE)
+def test_every_trained_method_resumes_after_a_kill(case, tiny_bert, tiny_data, tmp_path):
+    method, options, lr = RESUMABLE[case]
+    base = dict(
+        base=str(tiny_bert), epochs=2, checkpoint_every=4, method_options=options,
+        **{**FAST, "method": method, "lr": lr},
+    )  # fmt: skip
+    reference = tuneforge.tune(tiny_data["train"], **base)
+
+    def kill_at_step_10(state):
+        if state.step == 10:
+            raise Killed
+
+    out = tmp_path / "run"
+    with pytest.raises(Killed):
+        tuneforge.tune(tiny_data["train"], out=out, on_step=kill_at_step_10, **base)
+    assert list((tmp_path / "run.ckpt").rglob("checkpoint.pt"))
+    resumed = tuneforge.tune(tiny_data["train"], out=out, resume=True, **base)
+    texts = ["card arrived", "refund money", "bank transfer"]
+    np.testing.assert_allclose(resumed.logits(texts), reference.logits(texts), atol=1e-4)
+
+
+def test_a_token_tagger_resumes_after_a_kill(tiny_bert, tiny_tokens, tmp_path):
+    base = dict(base=str(tiny_bert), epochs=2, checkpoint_every=4, **{**FAST, "method": "partial"})
+    reference = tuneforge.tune(tiny_tokens["train"], **base)
+
+    def kill_at_step_10(state):
+        if state.step == 10:
+            raise Killed
+
+    with pytest.raises(Killed):
+        tuneforge.tune(tiny_tokens["train"], out=tmp_path / "t", on_step=kill_at_step_10, **base)
+    resumed = tuneforge.tune(tiny_tokens["train"], out=tmp_path / "t", resume=True, **base)
+    text = ["my card pin is lost please refund money"]
+    np.testing.assert_allclose(
+        resumed.task.word_probabilities(resumed, [text[0].split()])[0],
+        reference.task.word_probabilities(reference, [text[0].split()])[0],
+        atol=1e-4,
+    )

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import time
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -103,12 +102,14 @@ def distil(
 
     Loss: KL to the teacher's temperature-softened distribution (sigmoid MSE when
     multi-label) + MSE to its pooled embeddings + cross-entropy to `targets` when given.
-    Linear learning-rate decay over `epochs`; stops early after `max_seconds`.
+    Runs on the Trainer (its linear decay, clipping, progress bar) for `epochs` or
+    `max_seconds`, whichever comes first.
     """
     import torch
 
+    from tuneforge.config import TrainConfig
     from tuneforge.models.encode import token_batches
-    from tuneforge.training.progress import TrainLogger
+    from tuneforge.training import Trainer, TrainJob
 
     rng = np.random.default_rng(seed)
     if len(texts) > max_texts:
@@ -120,43 +121,48 @@ def distil(
         t_logits = teacher.runtime.classifier.head(t_embed).float()
     multi, cfg = teacher.config.multi_label, teacher.config
     batches = list(token_batches(teacher.tokenizer, texts, cfg.max_length, batch_size))
-    total = epochs * len(batches)
-    opt = torch.optim.AdamW(student.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1 - s / total))
-    bar = TrainLogger(progress=progress)
-    bar.start(total, 0)
-    student.train()
-    start, steps, losses = time.monotonic(), 0, []
-    for i in [int(b) for _ in range(epochs) for b in rng.permutation(len(batches))]:
-        rows, batch = batches[i]
-        emb = student.embed(batch["input_ids"], batch["attention_mask"])
-        logits = student.head(emb)
-        loss = _kd_loss(logits, t_logits[rows], temperature, multi)
-        loss = loss + torch.nn.functional.mse_loss(emb, t_embed[rows])
+    losses: list[float] = []
+
+    def step(forward, picked: list[int]) -> torch.Tensor:
+        rows, batch = batches[picked[0]]  # a "row" of this job is one length-sorted batch
+        out = student.outputs(batch["input_ids"], batch["attention_mask"])  # one encoder pass
+        loss = _kd_loss(out["logits"], t_logits[rows], temperature, multi)
+        loss = loss + torch.nn.functional.mse_loss(out["embedding"], t_embed[rows])
         if targets is not None:
-            loss = loss + _gold_loss(logits, targets[rows], multi)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        schedule.step()
-        steps += 1
+            loss = loss + _gold_loss(out["logits"], targets[rows], multi)
         losses.append(loss.item())
-        bar.step(steps, losses[-1], schedule.get_last_lr()[0])
-        if time.monotonic() - start > max_seconds:
-            break
-    cut = (
-        f"time cap of {max_seconds:g} s, after {steps} of {total} steps" if steps < total else None
+        return loss
+
+    def epoch_batches(epoch: int) -> list[list[int]]:
+        order = np.random.default_rng(seed + epoch).permutation(len(batches))
+        return [[int(i)] for i in order]
+
+    settings = TrainConfig(
+        epochs=epochs,
+        batch_size=1,  # one pre-built batch per step
+        warmup_ratio=0.0,
+        seed=seed,
+        max_minutes=max(max_seconds, 1e-3) / 60,  # a cap of 0 still takes one step
+        early_stopping=0,
+        checkpoint_every=0,
     )
-    bar.finish(SimpleNamespace(stop_reason=cut))
+    job = TrainJob(
+        module=student, lengths={"train": [1] * len(batches)}, step=step, batches=epoch_batches
+    )
+    start = time.monotonic()
+    state = Trainer(settings, lr, progress=progress).fit(job)  # the one training loop
     student.eval()
+    total = epochs * len(batches)
+    window = max(1, min(10, len(losses) // 4))  # first and last quarter, at most 10 steps
     return {
         "texts": len(texts),
         "labelled": targets is not None,
-        "steps": steps,
+        "steps": state.step,
         "planned_steps": total,
+        "stopped": state.stop_reason or None,
         "seconds": round(time.monotonic() - start, 1),
-        "loss_first": round(float(np.mean(losses[:10])), 5) if losses else None,
-        "loss_last": round(float(np.mean(losses[-10:])), 5) if losses else None,
+        "loss_first": round(float(np.mean(losses[:window])), 5) if losses else None,
+        "loss_last": round(float(np.mean(losses[-window:])), 5) if losses else None,
     }
 
 

@@ -136,11 +136,14 @@ class MethodContext:
             lambda ids: pad_token_batch(ids, pad),
         )
 
-    def trainer(self, lr: float) -> Trainer:
+    def trainer(self, lr: float, part: str | None = None, **config) -> Trainer:
+        """The Trainer for this run; `part` names one of several trainings of a run (its own
+        checkpoint), `config` overrides settings for it (e.g. the time left)."""
+        workdir = self.workdir / part if self.workdir and part else self.workdir
         return Trainer(
-            self.config,
+            self.config.model_copy(update=config) if config else self.config,
             lr,
-            workdir=self.workdir,
+            workdir=workdir,
             resume=self.resume,
             progress=self.progress,
             log_dir=self.log_dir,

@@ -30,8 +30,9 @@ from tuneforge.methods.pairs import confusable_classes, contrastive_batches
 from tuneforge.methods.self_training import SelfTraining, load_unlabeled, self_train
 from tuneforge.models.classifier import TextClassifier
 from tuneforge.models.encode import MAX_PADDED_TOKENS
+from tuneforge.training import TrainJob
 from tuneforge.training.batching import pad_hidden_batch, pad_token_batch, sorted_batches
-from tuneforge.training.progress import TrainLogger, console
+from tuneforge.training.progress import console
 
 # Small sets with label phrases tune every layer: on emotion 8-shot (6 classes, 60 rows with
 # the phrases) all 6 layers for 60 steps gave 44.3/51.6/48.6% on seeds 0-2 against 40.4/49.1/
@@ -118,9 +119,6 @@ class FewshotMethod(Method):
     default_lr = 2e-4  # high for an encoder: few steps (top layers alone move less per step)
     trains_pairs = True  # each member of a pair is tuned on its own, then they are joined
 
-    def run_flags(self, task: str = "text-classification") -> frozenset[str]:
-        return frozenset({"max_minutes"})  # its own contrastive loop keeps the time budget
-
     def fit(self, ctx: MethodContext) -> TextClassifier:
         opts = self.options
         data = ctx.train
@@ -142,7 +140,7 @@ class FewshotMethod(Method):
         unlabeled = self._unlabeled(ctx, data.texts) if opts.unlabeled else None
         targets = ctx.targets(data)
         class_ids = (targets.argmax(1) if ctx.multi_label else targets).numpy()
-        minutes = ctx.config.max_minutes
+        minutes = ctx.config.max_minutes  # one budget for the run, a pair's members included
         deadline = time.monotonic() + 60 * minutes if minutes else math.inf
         if ctx.base.pair_of:
             model, details["tuned_members"] = self._pair(ctx, data.texts, class_ids, plan, deadline)
@@ -158,8 +156,8 @@ class FewshotMethod(Method):
         model = ctx.new_model(ctx.load_encoder(), head="linear", normalize=True)
         frozen = cached_embeddings(model, ctx, texts)
         confusable = confusable_classes(frozen, class_ids, self.options.hard_negatives)
-        embed_rows = self._trainable_embedder(ctx, model, texts, layers)
-        self._contrastive(ctx, model, embed_rows, class_ids, confusable, lr, steps_floor, deadline)
+        embedder = self._trainable_embedder(ctx, model, texts, layers)
+        self._contrastive(ctx, embedder, class_ids, confusable, lr, steps_floor, deadline)
         return model.eval()
 
     def _pair(self, ctx, texts, class_ids, plan, deadline: float):
@@ -214,7 +212,8 @@ class FewshotMethod(Method):
         return layers, steps if opts.min_steps is None else opts.min_steps, lr or rate
 
     def _trainable_embedder(self, ctx, model, texts: list[str], k: int):
-        """(function: row indices -> embeddings with grad, its parameters).
+        """(the module that trains, function: (its forward, row indices) -> embeddings, each
+        row's length).
 
         With `top_layers` k, the lower layers run once per text (their outputs are kept) and
         each step runs only k layers forward and backward: with k=2 of 6, a third of the cost.
@@ -225,70 +224,69 @@ class FewshotMethod(Method):
         if not k or k >= len(layers):
             ids = ctx.tokenize(texts)
             pad = ctx.load_tokenizer().pad_token_id or 0
-            model.encoder.train()
             model.encoder.get_input_embeddings().requires_grad_(self.options.tune_word_embeddings)
-            params = [p for p in model.encoder.parameters() if p.requires_grad]
-            embed = in_length_groups(
-                lambda rows: model.embed(**pad_token_batch([ids[i] for i in rows], pad)),
-                [len(x) for x in ids],
-            )
-            return embed, params
+            lengths = [len(x) for x in ids]
+
+            def embed(forward, rows):
+                return in_length_groups(
+                    lambda group: forward(**pad_token_batch([ids[i] for i in group], pad)),
+                    lengths,
+                )(rows)
+
+            return _Embedder(model), embed, lengths
         model.encoder.requires_grad_(False)
         model.encoder.eval()  # frozen part: no dropout, so its cached outputs are exact
         states = lower_states(ctx, model, texts, len(layers) - k, "train", torch.float32)
         top = torch.nn.ModuleList(layers[len(layers) - k :])
         top.requires_grad_(True)
-        top.train()
         module = TopLayers(model, top, readout=model.pooler)  # pooled embeddings, no head
-        embed = in_length_groups(
-            lambda rows: module(**pad_hidden_batch([states[i] for i in rows])),
-            [s.shape[0] for s in states],
-        )
-        return embed, list(top.parameters())
+        module.head.requires_grad_(False)  # the head is fit afterwards, on the embeddings
+        lengths = [s.shape[0] for s in states]
 
-    def _contrastive(
-        self, ctx, model, embedder, class_ids, confusable, lr, steps_floor, deadline
-    ) -> None:
+        def embed_cached(forward, rows):
+            return in_length_groups(
+                lambda group: forward(**pad_hidden_batch([states[i] for i in group])), lengths
+            )(rows)
+
+        return module, embed_cached, lengths
+
+    def _contrastive(self, ctx, embedder, class_ids, confusable, lr, steps_floor, deadline):
+        """Supervised contrastive tuning on the Trainer: its schedule, clipping, checkpoints
+        (--resume), --compile, the time budget and the progress bar."""
         cfg, opts = ctx.config, self.options
-        embed_rows, params = embedder
+        module, embed_rows, lengths = embedder
+        labels = torch.as_tensor(class_ids)
 
-        def epoch_batches(epoch: int) -> list[np.ndarray]:
-            return contrastive_batches(
-                class_ids,
-                opts.classes_per_batch,
-                opts.per_class,
-                confusable,
-                opts.hard_fraction,
-                views=opts.views_per_epoch,
-                seed=cfg.seed + epoch,
+        def epoch_batches(epoch: int) -> list[list[int]]:
+            return [
+                b.tolist()
+                for b in contrastive_batches(
+                    class_ids,
+                    opts.classes_per_batch,
+                    opts.per_class,
+                    confusable,
+                    opts.hard_fraction,
+                    views=opts.views_per_epoch,
+                    seed=cfg.seed + epoch,
+                )
+            ]
+
+        def step(forward, rows: list[int]) -> torch.Tensor:
+            return supervised_contrastive_loss(
+                embed_rows(forward, rows), labels[torch.as_tensor(rows)], opts.scale
             )
 
-        total = max(1, steps_floor, math.ceil(cfg.epochs * len(epoch_batches(0))))
-        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
-        warmup = int(cfg.warmup_ratio * total)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: min((s + 1) / (warmup + 1), (total - s) / max(1, total - warmup))
+        job = TrainJob(
+            module=module,
+            lengths={"train": lengths},
+            step=step,
+            batches=epoch_batches,
+            min_steps=steps_floor,
         )
-        logger = TrainLogger(progress=ctx.progress, log_dir=ctx.log_dir)
-        logger.start(total, 0)
-        labels = torch.as_tensor(class_ids)
-        step, epoch = 0, 0
-        while step < total and time.monotonic() < deadline:
-            for batch in epoch_batches(epoch):
-                loss = supervised_contrastive_loss(
-                    embed_rows(batch.tolist()), labels[torch.as_tensor(batch)], opts.scale
-                )
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                optimizer.step()
-                schedule.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                logger.step(step, loss.item(), schedule.get_last_lr()[0])
-                if step >= total or time.monotonic() > deadline:
-                    break
-            epoch += 1
-        logger.finish(_Stopped("time budget reached" if step < total else ""))
+        left = (deadline - time.monotonic()) / 60 if deadline != math.inf else None
+        budget = {"max_minutes": max(left, 1e-3)} if left is not None else {}
+        part = f"fewshot-{ctx.base.name}" if ctx.base.name else "fewshot"
+        ctx.trainer(lr, part=part, grad_accum=1, **budget).fit(job)
 
     def _fit_head(self, ctx, model, data, y: np.ndarray, n_phrases: int, unlabeled=None) -> None:
         from tuneforge.methods.head import _copy_into_linear
@@ -395,9 +393,16 @@ def supervised_contrastive_loss(
     return -per_anchor.mean()
 
 
-class _Stopped:
-    def __init__(self, reason: str) -> None:
-        self.stop_reason = reason
+class _Embedder(torch.nn.Module):
+    """The encoder and pooling of a classifier: what contrastive tuning trains (no head)."""
+
+    def __init__(self, model: TextClassifier) -> None:
+        super().__init__()
+        self.encoder, self.pooler = model.encoder, model.pooler
+
+    def forward(self, input_ids, attention_mask) -> torch.Tensor:
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+        return self.pooler(out.last_hidden_state, attention_mask)
 
 
 def names_are_words(names: list[str]) -> bool:

@@ -15,14 +15,26 @@ Split = str  # "train", "eval" (validation: every choice is made on it) or "moni
 
 @dataclass
 class TrainJob:
+    """The module's trainable parameters (`requires_grad`) are what trains and what a
+    checkpoint holds. A supervised job gives `collate`, `targets` and `loss`; another objective
+    (contrastive pairs, distillation) gives `step` instead, and its own `batches`. Without
+    `score` nothing is evaluated (and nothing selected): the last weights are kept."""
+
     module: nn.Module
-    collate: Callable[[Split, list[int]], dict[str, torch.Tensor]]  # (split, rows) -> features
     lengths: dict[Split, list[int]]  # per split, one length per row (for length batching)
-    targets: Callable[[Split, list[int]], torch.Tensor]  # (split, rows) -> a batch of targets
-    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (outputs, targets) -> scalar
-    # (split, outputs of every row in row order) -> scores; must include the config's metric
-    score: Callable[[Split, list[torch.Tensor]], dict[str, float]]
+    collate: Callable[[Split, list[int]], dict[str, torch.Tensor]] | None = None
+    targets: Callable[[Split, list[int]], torch.Tensor] | None = None  # (split, rows) -> targets
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None  # (outputs, targets)
+    # (split, outputs of every row in row order) -> scores; must include `metric`
+    score: Callable[[Split, list[torch.Tensor]], dict[str, float]] | None = None
     metric: str = "accuracy"  # the score early stopping and the best checkpoint go by
+    # (forward, training rows of a batch) -> loss: `forward` is the module, compiled with
+    # --compile; default: loss(forward(**collate("train", rows)), targets("train", rows))
+    step: Callable[[nn.Module, list[int]], torch.Tensor] | None = None
+    # epoch -> its batches of training rows, deterministic (so a resumed run sees the same);
+    # default: length-grouped batches of the config's batch size
+    batches: Callable[[int], list[list[int]]] | None = None
+    min_steps: int = 0  # a floor on optimizer steps, whatever the epochs
 
     @property
     def train_lengths(self) -> list[int]:

@@ -59,9 +59,9 @@ class Trainer:
         # bench_precision.py); dynamic=True because padded lengths vary from batch to batch.
         self._forward = torch.compile(module, dynamic=True) if cfg.compile else module
         optimizer = torch.optim.AdamW(_param_groups(params, cfg.weight_decay), lr=self.lr)
-        n_batches = math.ceil(len(task.train_lengths) / cfg.batch_size)
+        n_batches = len(self._epoch_batches(task, 0))
         steps_per_epoch = math.ceil(n_batches / cfg.grad_accum)
-        total = max(1, math.ceil(cfg.epochs * steps_per_epoch))
+        total = max(1, task.min_steps, math.ceil(cfg.epochs * steps_per_epoch))
         self._steps_per_epoch = steps_per_epoch
         warmup = int(cfg.warmup_ratio * total)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _linear_schedule(warmup, total))
@@ -77,9 +77,7 @@ class Trainer:
         self.logger.start(total, state.step)
         self._train_start, self._eval_seconds = time.monotonic(), 0.0
         while state.step < total and not state.stop_reason:
-            batches = length_grouped_batches(
-                task.train_lengths, cfg.batch_size, seed=cfg.seed + state.epoch
-            )
+            batches = self._epoch_batches(task, state.epoch)
             module.train()
             running, micro = 0.0, 0
             for bi in range(state.batch_in_epoch, len(batches)):
@@ -96,7 +94,8 @@ class Trainer:
                 state.step, state.batch_in_epoch = state.step + 1, bi + 1
                 self.logger.step(state.step, running / micro, scheduler.get_last_lr()[0])
                 running, micro = 0.0, 0
-                if state.step % eval_interval == 0 or state.step == total:
+                due = state.step % eval_interval == 0 or state.step == total
+                if due and task.score is not None:
                     best = self._evaluate(task, module, params, state, best) or best
                     module.train()
                 if time.monotonic() > deadline:
@@ -112,7 +111,8 @@ class Trainer:
                     break
             else:
                 state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-        if not state.history or state.history[-1].get("step") != state.step:
+        last_scored = state.history[-1].get("step") if state.history else None
+        if task.score is not None and last_scored != state.step:
             best = self._evaluate(task, module, params, state, best) or best
         if best is not None:
             module.load_state_dict(best, strict=False)
@@ -121,10 +121,17 @@ class Trainer:
             self.checkpointer.save(params, optimizer, scheduler, state, best)
         return state
 
+    def _epoch_batches(self, task: TrainJob, epoch: int) -> list[list[int]]:
+        if task.batches is not None:
+            return task.batches(epoch)
+        cfg = self.config
+        return length_grouped_batches(task.train_lengths, cfg.batch_size, seed=cfg.seed + epoch)
+
     def _forward_loss(self, task: TrainJob, indices: list[int]) -> torch.Tensor:
-        features = task.collate("train", indices)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.bf16):
-            outputs = self._forward(**features)
+            if task.step is not None:
+                return task.step(self._forward, indices).float()
+            outputs = self._forward(**task.collate("train", indices))
         return task.loss(outputs.float(), task.targets("train", indices))
 
     @torch.no_grad()
@@ -180,7 +187,7 @@ def predict_outputs(
 def _fingerprint(cfg: TrainConfig, lr: float, task: TrainJob) -> str:
     volatile = {"max_minutes", "threads", "checkpoint_every", "progress"}
     settings = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in volatile}
-    shape = (len(task.train_lengths), sum(task.train_lengths), len(task.eval_lengths))
+    shape = (len(task.train_lengths), sum(task.train_lengths), len(task.lengths.get("eval", [])))
     return hashlib.sha256(json.dumps([settings, lr, shape], sort_keys=True).encode()).hexdigest()
 
 
