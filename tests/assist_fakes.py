@@ -39,6 +39,10 @@ class FakeModel:
     def embed(self, texts: list[str]) -> np.ndarray:
         return bag_of_words(texts)
 
+    def forward(self, texts: list[str]) -> dict[str, np.ndarray]:
+        self.passes = getattr(self, "passes", 0) + 1  # one per call: what the assistant pays
+        return {"logits": self.logits(texts), "embedding": self.embed(texts)}
+
 
 ANSWERS = """\
 card_arrival: Cards arrive within 5 working days.

@@ -1,6 +1,8 @@
-"""Runtimes turn padded token batches into logits/embeddings: PyTorch here, ONNX in `export`.
+"""Runtimes turn padded token batches into every output of one pass (`forward` ->
+{"logits", "embedding"}): PyTorch here, ONNX in `export`.
 
-`TunedModel` only talks to a runtime, so an exported model predicts through the same API.
+`TunedModel` only talks to a runtime, so an exported model predicts through the same API; what
+needs both outputs (the assistant's intent and its out-of-scope score) pays for one pass.
 """
 
 from __future__ import annotations
@@ -19,9 +21,7 @@ ENCODER_DIR, HEAD_FILE = "encoder", "head.safetensors"
 
 
 class Runtime(Protocol):
-    def outputs(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
-    def logits(self, batch: dict[str, np.ndarray]) -> np.ndarray: ...
-    def embed(self, batch: dict[str, np.ndarray]) -> np.ndarray: ...
+    def forward(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
 
 class TorchRuntime:
@@ -31,18 +31,10 @@ class TorchRuntime:
         self.classifier = classifier.eval()
 
     @torch.inference_mode()
-    def outputs(self, batch: dict) -> dict[str, np.ndarray]:
-        """Every output of one pass (`logits`, `embedding`): what needs both pays for one."""
+    def forward(self, batch: dict) -> dict[str, np.ndarray]:
+        """Every output of one pass: `logits` and `embedding`."""
         found = self.classifier.outputs(**_tensors(batch))
         return {name: value.float().numpy() for name, value in found.items()}
-
-    @torch.inference_mode()
-    def logits(self, batch: dict) -> np.ndarray:
-        return self.classifier(**_tensors(batch)).float().numpy()
-
-    @torch.inference_mode()
-    def embed(self, batch: dict) -> np.ndarray:
-        return self.classifier.embed(**_tensors(batch)).float().numpy()
 
     def save(self, directory: Path, tokenizer) -> None:
         self.classifier.encoder.save_pretrained(directory / ENCODER_DIR)

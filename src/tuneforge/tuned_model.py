@@ -48,15 +48,16 @@ class TunedModel:
         return get_task(self.config.task)
 
     # ---- inference -------------------------------------------------------------------------
-    def _run(
-        self, fn, texts: list[str], batch_size: int, progress: str | None = None
-    ) -> np.ndarray:
+    def forward(
+        self, texts: list[str], batch_size: int = 64, progress: str | None = None
+    ) -> dict[str, np.ndarray]:
+        """Every output of one pass over `texts`: {"logits": (n, labels), "embedding": (n, d)}."""
         if isinstance(texts, str):
             texts = [texts]
-        if not texts:
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        if not len(texts):
+            return {"logits": np.zeros((0, len(self.labels)), dtype=np.float32)}
         rows = map_batches(
-            lambda b: list(fn(b)),
+            lambda b: _rows(self.runtime.forward(b)),
             self.tokenizer,
             list(texts),
             self.config.max_length,
@@ -64,13 +65,14 @@ class TunedModel:
             self.config.text_prefix,
             progress,
         )
-        return np.stack(rows)
+        return {name: np.stack([r[name] for r in rows]) for name in rows[0]}
 
     def logits(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        return self._run(self.runtime.logits, texts, batch_size)
+        return self.forward(texts, batch_size)["logits"]
 
     def embed(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        return self._run(self.runtime.embed, texts, batch_size)
+        found = self.forward(texts, batch_size)
+        return found.get("embedding", np.zeros((0, 0), dtype=np.float32))
 
     def predict_proba(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """Class probabilities (temperature-calibrated when the artifact has a temperature)."""
@@ -149,3 +151,9 @@ class TunedModel:
             for column, values in self.task.prediction_columns(self, texts, batch_size).items():
                 frame[column] = values
             yield frame
+
+
+def _rows(outputs: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """A batch's outputs, one dict per row."""
+    n = len(next(iter(outputs.values())))
+    return [{name: value[i] for name, value in outputs.items()} for i in range(n)]

@@ -222,3 +222,24 @@ def test_knn_scores_use_the_nearest_training_example():
     np.testing.assert_allclose(both, in_scope_score("msp", logits) + knn, rtol=1e-6)
     with pytest.raises(ValueError, match="retrain"):
         in_scope_score("knn", logits, messages, Reference(reference.centroids))
+
+
+def test_a_message_costs_one_encoder_pass(assistant_dir, tiny_model_dir):
+    """The intent and its in-scope score come from one forward pass (logits and embedding)."""
+    import torch
+
+    import tuneforge
+
+    bot = make_assistant(assistant_dir)
+    bot.decide("my card has not arrived")
+    assert bot.model.passes == 1
+    model = tuneforge.TunedModel.load(tiny_model_dir)
+    calls = []
+    hook = model.runtime.classifier.encoder.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        found = model.forward(["card arrived", "refund money"])
+    finally:
+        hook.remove()
+    assert len(calls) == 1 and set(found) == {"logits", "embedding"}
+    with torch.no_grad():
+        np.testing.assert_allclose(found["logits"], model.logits(["card arrived", "refund money"]))

@@ -17,13 +17,13 @@ def model(tiny_model_dir):
 
 
 class _NoGradRuntime:
-    """A runtime like an exported one: logits only, no torch module to differentiate."""
+    """A runtime like an exported one: outputs only, no torch module to differentiate."""
 
     def __init__(self, inner):
         self.inner = inner
 
-    def logits(self, batch):
-        return self.inner.logits(batch)
+    def forward(self, batch):
+        return self.inner.forward(batch)
 
 
 @pytest.mark.parametrize("method", ["integrated_gradients", "occlusion"])

@@ -68,7 +68,7 @@ def _probs(model, id_lists: list[list[int]]) -> np.ndarray:
     pad = model.tokenizer.pad_token_id or 0
     out = []
     for start in range(0, len(id_lists), 64):
-        logits = model.runtime.logits(pad_token_batch(id_lists[start : start + 64], pad))
+        logits = model.runtime.forward(pad_token_batch(id_lists[start : start + 64], pad))["logits"]
         out.append(softmax(np.asarray(logits) / model.config.calibration.temperature, axis=1))
     return np.concatenate(out)
 

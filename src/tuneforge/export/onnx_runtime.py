@@ -2,7 +2,7 @@
 
 It registers itself as `RUNTIMES["onnx"]`, so `TunedModel.load` opens an exported artifact
 transparently. The graph has two outputs, `logits` and `embedding`, with dynamic batch and
-sequence axes; asking onnxruntime for one output skips nothing, but the head is a few FLOPs.
+sequence axes; `forward` returns both from one run (asking for one would skip nothing).
 """
 
 from __future__ import annotations
@@ -50,21 +50,10 @@ class OnnxRuntime:
             self._bytes, session_options(threads), providers=["CPUExecutionProvider"]
         )
 
-    def _run(self, output: str, batch: dict) -> np.ndarray:
-        return self.session.run([output], self._feed(batch))[0]
-
-    def _feed(self, batch: dict) -> dict[str, np.ndarray]:
-        return {name: np.asarray(batch[name], dtype=np.int64) for name in INPUTS}
-
-    def outputs(self, batch: dict) -> dict[str, np.ndarray]:
+    def forward(self, batch: dict) -> dict[str, np.ndarray]:
         """Every output of one pass of the graph."""
-        return dict(zip(OUTPUTS, self.session.run(list(OUTPUTS), self._feed(batch)), strict=True))
-
-    def logits(self, batch: dict) -> np.ndarray:
-        return self._run("logits", batch)
-
-    def embed(self, batch: dict) -> np.ndarray:
-        return self._run("embedding", batch)
+        feed = {name: np.asarray(batch[name], dtype=np.int64) for name in INPUTS}
+        return dict(zip(OUTPUTS, self.session.run(list(OUTPUTS), feed), strict=True))
 
     def save(self, directory: Path, tokenizer) -> None:
         (directory / ONNX_FILE).write_bytes(self._bytes)

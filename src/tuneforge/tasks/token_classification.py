@@ -301,7 +301,9 @@ class TokenClassification(Task):
         rows = [(i, s, e) for i, ws in enumerate(windows) for s, e in ws]
         ids, word_ids = encode_words(tokenizer, [words[i][s:e] for i, s, e in rows], max_len)
         pad = tokenizer.pad_token_id or 0
-        logits = map_id_batches(lambda b: list(model.runtime.logits(b)), ids, pad, batch_size)
+        logits = map_id_batches(
+            lambda b: list(model.runtime.forward(b)["logits"]), ids, pad, batch_size
+        )
         merged = [np.zeros((len(w), len(model.labels)), dtype=np.float32) for w in words]
         best_margin = [np.full(len(w), -1) for w in words]
         for (i, s, e), z, wids in zip(rows, logits, word_ids, strict=True):

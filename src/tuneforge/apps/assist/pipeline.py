@@ -35,7 +35,7 @@ class IntentModel(Protocol):
 
     labels: list[str]
 
-    def logits(self, texts: list[str]) -> np.ndarray: ...
+    def forward(self, texts: list[str]) -> dict[str, np.ndarray]: ...  # logits, embedding
     def embed(self, texts: list[str]) -> np.ndarray: ...
 
 
@@ -104,8 +104,9 @@ class Assistant:
 
     def intent_scores(self, texts: list[str]) -> tuple[list[str], np.ndarray]:
         """(predicted intent, in-scope score) per text, with the configured score."""
-        logits = self.model.logits(texts)
-        embeddings = self.model.embed(texts) if self.score_kind in EMBEDDING_SCORES else None
+        found = self.model.forward(texts)  # one encoder pass gives the head and the score both
+        logits = found["logits"]
+        embeddings = found.get("embedding") if self.score_kind in EMBEDDING_SCORES else None
         scores = in_scope_score(self.score_kind, logits, embeddings, self.calibration.reference)
         return [self.model.labels[i] for i in logits.argmax(axis=1)], scores
 
