@@ -52,15 +52,17 @@ def accuracy(model, file: Path) -> dict:
     }
 
 
-def throughput(home: Path, texts: list[str], topics: bool) -> dict:
+def throughput(home: Path, texts: list[str], topics: bool, one_pass: bool = True) -> dict:
     """items/s of the whole path: classify (sentiment + topic + entities), store, detect;
-    a fresh SQLite database each time."""
+    a fresh SQLite database each time. `one_pass`: the two heads share one encoder pass
+    (when their models share the encoder); False runs an encoder pass per model."""
     from tuneforge.apps.monitor.classify import load_classifier
     from tuneforge.apps.monitor.home import open_monitor
     from tuneforge.apps.monitor.ingest import RawItem
     from tuneforge.apps.monitor.settings import load_settings
 
     classifier = load_classifier(load_settings(home))
+    classifier.share_encoder = one_pass
     if not topics:
         classifier.topics = None
     classifier.sentiment.predict_proba(texts[:32])  # warm-up
@@ -76,6 +78,7 @@ def throughput(home: Path, texts: list[str], topics: bool) -> dict:
         del os.environ["TUNEFORGE_MONITOR_DB"]
     return {
         "topics": topics,
+        "one_encoder_pass": classifier.one_pass,
         "items": result.inserted,
         "seconds": round(seconds, 2),
         "items_per_second": round(result.inserted / seconds, 1),
@@ -138,6 +141,38 @@ def replay_delays(home: Path, seeds: int, speed: float) -> dict:
     }
 
 
+def one_pass_comparison(args, header: dict, texts: list[str]) -> None:
+    """items/s with sentiment + topics, one shared encoder pass vs a pass per model, in
+    alternation (so drift in the machine's load hits both), and the ratio of the medians."""
+    from tuneforge.evaluation.provenance import save_runs
+
+    rounds = [
+        {"round": r, **throughput(args.home, texts, True, one_pass)}
+        for r in range(3)
+        for one_pass in (False, True)
+    ]
+    for row in rounds:
+        print(json.dumps(row), flush=True)
+
+    def median(shared: bool) -> float:
+        return float(
+            np.median([r["items_per_second"] for r in rounds if r["one_encoder_pass"] == shared])
+        )
+
+    run = {
+        **header,
+        "benchmark": "monitor: sentiment + topic heads on one encoder pass vs one pass each "
+        "(issue 22 part 3), ingest path end to end",
+        "items": len(texts),
+        "rounds": rounds,
+        "items_per_second_one_pass": median(True),
+        "items_per_second_two_passes": median(False),
+        "speedup": round(median(True) / median(False), 3),
+    }
+    print("one pass / two passes:", run["speedup"], flush=True)
+    save_runs(ROOT / "benchmarks/results/monitor_one_pass.json", [run])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--home", type=Path, default=ROOT / "runs/monitor-bench")
@@ -145,6 +180,12 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=1000)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/monitor.json")
+    ap.add_argument(
+        "--one-pass-only",
+        action="store_true",
+        help="Only the throughput with one encoder pass for both heads against one per model, "
+        "alternating 3 times (appended to benchmarks/results/monitor_one_pass.json).",
+    )
     args = ap.parse_args()
     import torch
 
@@ -162,6 +203,9 @@ def main() -> None:
     acc = accuracy(model, VALIDATION if VALIDATION.exists() else DEMO_REPLAY)
     print("accuracy", json.dumps(acc), flush=True)
     texts = pd.read_csv(DEMO_REPLAY)["text"].tolist()[: args.items]
+    if args.one_pass_only:
+        one_pass_comparison(args, header, texts)
+        return
     speed = [throughput(args.home, texts, topics) for topics in (True, False)]
     print("throughput", json.dumps(speed), flush=True)
     detection = replay_delays(args.home, args.seeds, speed=1e6)

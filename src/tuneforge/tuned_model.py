@@ -76,12 +76,46 @@ class TunedModel:
 
     def predict_proba(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """Class probabilities (temperature-calibrated when the artifact has a temperature)."""
-        z = self.logits(texts, batch_size) / self.config.calibration.temperature
+        return self.probabilities(self.logits(texts, batch_size))
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """Class probabilities of these logits (temperature-calibrated, sigmoid if multi-label)."""
+        z = logits / self.config.calibration.temperature
         if self.config.multi_label:
             return 1.0 / (1.0 + np.exp(-z))
         z = z - z.max(axis=1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(axis=1, keepdims=True)
+
+    def head_logits(self, embedding: np.ndarray) -> np.ndarray:
+        """This model's head on embeddings another model's encoder computed (see
+        `shares_encoder_with`): a second classifier at the cost of a matrix product."""
+        import torch
+
+        head = self.runtime.classifier.head.eval()
+        with torch.inference_mode():
+            return head(torch.as_tensor(embedding, dtype=torch.float32)).numpy()
+
+    def shares_encoder_with(self, other) -> bool:
+        """Do both models embed a text identically (the same frozen encoder, pooling, window
+        and prefix), so one pass serves both heads? PyTorch artifacts only (an ONNX graph
+        holds its head)."""
+        import torch
+
+        mine, theirs = (getattr(m.runtime, "classifier", None) for m in (self, other))
+        if mine is None or theirs is None or self.config.task != other.config.task:
+            return False
+        same_input = all(
+            getattr(self.config, k) == getattr(other.config, k)
+            for k in ("text_prefix", "max_length")
+        ) and all(
+            self.config.task_config.get(k) == other.config.task_config.get(k)
+            for k in ("pooling", "normalize")
+        )
+        if not same_input or self.tokenizer.get_vocab() != other.tokenizer.get_vocab():
+            return False
+        a, b = mine.encoder.state_dict(), theirs.encoder.state_dict()
+        return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
     def predict(self, inputs, batch_size: int = 64, **options) -> list:
         """The task's predictions (text classification: a `Prediction` per text; options:

@@ -1,7 +1,9 @@
 """One batched pass over a list of texts: sentiment, topic and entities of each.
 
 Models are duck-typed (anything with `.labels` and `.predict_proba(texts)`), so a TunedModel,
-an exported ONNX artifact loaded by TunedModel, or a test double all work.
+an exported ONNX artifact loaded by TunedModel, or a test double all work. When the sentiment
+and topic models share their encoder (the demo's: both on frozen MiniLM), one encoder pass
+feeds both heads.
 """
 
 from __future__ import annotations
@@ -39,22 +41,45 @@ class Classifier:
         negative_labels: list[str] = ("bearish", "negative"),
         positive_labels: list[str] = ("bullish", "positive"),
         batch_size: int = 64,
+        share_encoder: bool = True,
     ) -> None:
         self.sentiment, self.topics, self.entities = sentiment, topics, entities
         self.neg, self.pos = polarity_columns(
             list(sentiment.labels), list(negative_labels), list(positive_labels)
         )
         self.batch_size = batch_size
+        self.share_encoder = share_encoder
+
+    @property
+    def one_pass(self) -> bool:
+        """Do the sentiment and topic heads run on one encoder pass?"""
+        check = getattr(self.sentiment, "shares_encoder_with", None)
+        if not self.share_encoder or self.topics is None or check is None:
+            return False
+        if getattr(self, "_one_pass_for", None) is not self.topics:  # checked once per pair
+            self._one_pass, self._one_pass_for = bool(check(self.topics)), self.topics
+        return self._one_pass
+
+    def _probabilities(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+        if self.one_pass:
+            found = self.sentiment.forward(texts, batch_size=self.batch_size)
+            topic_logits = self.topics.head_logits(found["embedding"])
+            return self.sentiment.probabilities(found["logits"]), self.topics.probabilities(
+                topic_logits
+            )
+        probs = np.asarray(self.sentiment.predict_proba(texts, batch_size=self.batch_size))
+        if self.topics is None:
+            return probs, None
+        return probs, np.asarray(self.topics.predict_proba(texts, batch_size=self.batch_size))
 
     def classify(self, texts: list[str]) -> list[Classified]:
         if not texts:
             return []
-        probs = np.asarray(self.sentiment.predict_proba(texts, batch_size=self.batch_size))
+        probs, topic_probs = self._probabilities(texts)
         winners = probs.argmax(1)
         labels = [self.sentiment.labels[i] for i in winners]
         topics = [""] * len(texts)
-        if self.topics is not None:
-            topic_probs = np.asarray(self.topics.predict_proba(texts, batch_size=self.batch_size))
+        if topic_probs is not None:
             topics = [self.topics.labels[i] for i in topic_probs.argmax(1)]
         return [
             Classified(
