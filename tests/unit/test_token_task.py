@@ -216,3 +216,16 @@ def test_a_tagger_exports_to_onnx_behind_the_span_f1_gate(tagger, tiny_tokens, t
         export_model(
             tagger, strict, prune_layers=1, distil_data=tiny_tokens["train"], skip_gate=True
         )
+
+
+def test_the_report_has_the_token_section(tagger, tiny_tokens, tmp_path):
+    out = tmp_path / "report.html"
+    subprocess.run(
+        [sys.executable, "-m", "tuneforge", "report", str(tagger), str(tiny_tokens["test"]),
+         "--out", str(out), "--json", str(tmp_path / "f.json")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    page = out.read_text()
+    for part in ("Spans", "Per type", "Missed spans", "Spurious spans", "Type confusions", "CARD"):
+        assert part in page
+    assert json.loads((tmp_path / "f.json").read_text())["f1"] > 0

@@ -47,6 +47,9 @@ def report(
     from tuneforge.tuned_model import TunedModel
 
     model = TunedModel.load(model_dir)
+    if model.config.task != "text-classification":
+        tagged_report(model, data, out, json_out, label_col)
+        return
     fit = None
     if calibrate is not None:
         fit = calibrate_artifact(model, calibrate, target_accuracy, from_train, text_col, label_col)
@@ -69,5 +72,22 @@ def report(
         f"accuracy {figures['accuracy']:.4f} · ECE {figures['ece_before']:.4f} → "
         f"{figures['ece_after']:.4f} (T={figures['temperature']:.3f}) · faithfulness top-k drop "
         f"{faith.get('drop_top_k', 0):.4f} vs random {faith.get('drop_random', 0):.4f}"
+    )
+    typer.echo(f"Wrote {path} in {result.seconds:.0f} s")
+
+
+def tagged_report(model, data: Path, out: Path, json_out: Path | None, label_col) -> None:
+    """A token model's report: its task's section (span scores, errors) and training curves."""
+    from tuneforge.evaluation.report import token_report
+    from tuneforge.evaluation.report_html import write_report
+
+    result = token_report(model, model.task.load_for(model, data, None, label_col))
+    path = write_report(result, out)
+    figures = result.figures()
+    if json_out:
+        write_text_atomically(json_out, json.dumps(figures, indent=1, default=str))
+    typer.echo(
+        f"span F1 {figures['f1']:.4f} · precision {figures['precision']:.4f} · recall "
+        f"{figures['recall']:.4f} · macro-F1 {figures['macro_f1']:.4f}"
     )
     typer.echo(f"Wrote {path} in {result.seconds:.0f} s")

@@ -59,6 +59,8 @@ class Report:
     def figures(self) -> dict:
         """The headline numbers (for the CLI, JSON and the README)."""
         s = self.sections
+        if "spans" in s:
+            return s["spans"]["result"].summary()
         out = {k: v.value for k, v in s["summary"]["intervals"].items()}
         out.update({k: s["calibration"][k] for k in ("ece_before", "ece_after", "temperature")})
         a = s["abstention"]
@@ -84,9 +86,12 @@ def build_report(
     calibration_fit: cal.CalibrationFit | None = None,
     compare=None,
 ) -> Report:
-    """Gather every section for `model` on labelled `test` (single-label models)."""
+    """Gather every section for `model` on labelled `test` (single-label models; a model of
+    another task gets that task's own section, see `token_report`)."""
     from tuneforge.errors import ConfigError
 
+    if model.config.task == "token-classification":
+        return token_report(model, test)
     if model.config.multi_label:
         raise ConfigError("The report supports single-label models; use `tuneforge eval`.")
     opts = options or ReportOptions()
@@ -109,6 +114,22 @@ def build_report(
         from tuneforge.evaluation.compare import compare_models
 
         s["compare"] = compare_models(model, compare, test, scored, opts)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def token_report(model, test) -> Report:
+    """A tagger's report: span scores per type, missed and spurious spans with their
+    sentences, type confusions, and the training curves."""
+    started = time.monotonic()
+    result = model.evaluate(test)
+    name = model.path.name if model.path else "model"
+    report = Report(title=f"{name} on {Path(test.source).name}")
+    report.sections["spans"] = {"result": result, "types": model.config.task_config}
+    report.sections["training"] = {
+        "svg": plots.training_curves(model.log),
+        "records": len(model.log),
+    }
     report.seconds = time.monotonic() - started
     return report
 

@@ -37,6 +37,7 @@ document.querySelectorAll('table.sortable th').forEach((th, col) => th.addEventL
 
 SECTIONS = [
     ("summary", "Summary"),
+    ("spans", "Spans"),
     ("per-class", "Per class"),
     ("confusion", "Confusions"),
     ("calibration", "Calibration"),
@@ -218,6 +219,54 @@ def _explanations(e: dict) -> str:
     return faith + legend + _table(["text", "true", "predicted", "confidence"], rows, nums=(3,))
 
 
+def _spans(s: dict) -> str:
+    """The token task's section: span scores, per type, errors with their sentences."""
+    r = s["result"]
+    cards = "".join(
+        _card(title, f"{value:.3f}")
+        for title, value in (
+            ("span F1 (strict, micro)", r.f1),
+            ("precision", r.precision),
+            ("recall", r.recall),
+            ("macro-F1", r.macro_f1),
+        )
+    )
+    cards += _card(
+        "sentences", str(r.n), f"{r.gold_spans} gold spans, {r.predicted_spans} predicted"
+    )
+    per_type = _table(
+        ["type", "precision", "recall", "F1", "support"],
+        [
+            [esc(t), f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", v["support"]]
+            for t, v in sorted(r.per_type.items(), key=lambda kv: kv[1]["f1"])
+        ],
+        sortable=True,
+        nums=(1, 2, 3, 4),
+    )
+    errors = r.errors
+
+    def listed(rows: list[dict]) -> str:
+        return _table(
+            ["span", "type", "sentence"],
+            [[f"<b>{esc(e['span'])}</b>", esc(e["type"]), esc(e["text"])] for e in rows],
+        )
+
+    confusions = _table(
+        ["gold → predicted (same words)", "spans"],
+        [[esc(k), n] for k, n in errors.get("confusions", {}).items()],
+        nums=(1,),
+    )
+    return (
+        f'<div class="cards">{cards}</div>'
+        "<p class='muted'>Strict: a span counts only with exactly the gold words and type.</p>"
+        f"<h3>Per type</h3>{per_type}"
+        f"<h3>Missed spans ({errors.get('missed_count', 0)})</h3>{listed(errors.get('missed', []))}"
+        f"<h3>Spurious spans ({errors.get('spurious_count', 0)})</h3>"
+        f"{listed(errors.get('spurious', []))}"
+        f"<h3>Type confusions</h3>{confusions}"
+    )
+
+
 def _training(t: dict) -> str:
     if t["svg"] is None:
         return (
@@ -251,6 +300,7 @@ def _compare(c: dict) -> str:
 
 
 RENDER = {
+    "spans": _spans,
     "summary": _summary,
     "per-class": _per_class,
     "confusion": _confusion,
