@@ -175,7 +175,8 @@ class Method:
             ) from None
 
     def lr(self, config: TrainConfig) -> float:
-        return config.lr or self.default_lr
+        """The given lr, else the task's default for this method, else the method's."""
+        return config.lr or task_lr(config, self.name) or self.default_lr
 
     def run_flags(self, task: str = "text-classification") -> frozenset[str]:
         """Which of the Trainer's run flags (`RUN_FLAGS`) this method applies; methods that
@@ -185,6 +186,11 @@ class Method:
     def fit(self, ctx: MethodContext) -> torch.nn.Module:
         """Train and return the task's model (`ctx.new_model`), with its `spec`."""
         raise NotImplementedError
+
+
+def task_lr(config: TrainConfig, method: str) -> float | None:
+    """A task's own default learning rate for `method`, if it has one (`Task.default_lrs`)."""
+    return get_task(config.task or "text-classification").default_lrs.get(method)
 
 
 METHODS: dict[str, type[Method]] = {}

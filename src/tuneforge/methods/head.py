@@ -35,9 +35,6 @@ class HeadOptions(MethodOptions):
     cache: bool = True
 
 
-TOKEN_HEAD_LR = 5e-3  # a linear layer on frozen vectors takes larger steps than a whole encoder
-
-
 @register_method
 class HeadMethod(Method):
     name = "head"
@@ -58,8 +55,7 @@ class HeadMethod(Method):
             # layer trained on them: `partial` with no encoder layer trained
             from tuneforge.methods.partial import PartialOptions, train_top_layers
 
-            lr = ctx.config.lr or TOKEN_HEAD_LR
-            return train_top_layers(ctx, 0, PartialOptions(), lr)
+            return train_top_layers(ctx, 0, PartialOptions(), self.lr(ctx.config))
         opts = self.options
         kind = "mlp" if opts.classifier == "mlp" else "linear"
         model = ctx.new_model(

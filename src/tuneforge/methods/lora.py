@@ -53,4 +53,4 @@ class LoraMethod(Method):
     def lr(self, config) -> float:
         if config.lr:
             return config.lr
-        return 5e-3 if self.options.variant == "ia3" else self.default_lr
+        return 5e-3 if self.options.variant == "ia3" else super().lr(config)

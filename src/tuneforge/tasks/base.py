@@ -38,6 +38,8 @@ class Task:
     metrics: ClassVar[tuple[str, ...]] = ()  # what the training loop can select on
     # the Open Inference Protocol (v2) outputs: name -> datatype, one element per text
     v2_outputs: ClassVar[dict[str, str]] = {}
+    # method -> its default learning rate for this task, where it differs from the method's
+    default_lrs: ClassVar[dict[str, float]] = {}
     # dynamic axes of the ONNX graph's outputs (`logits`, `embedding`); default: batch only
     onnx_axes: ClassVar[dict[str, dict[int, str]]] = {}
     default_metric: ClassVar[str] = ""
