@@ -15,24 +15,6 @@ class Killed(Exception):
     pass
 
 
-def test_kill_and_resume_reaches_the_same_state(tiny_bert, tiny_data, tmp_path):
-    base = dict(base=str(tiny_bert), epochs=2, checkpoint_every=4, **FAST)
-    reference = tuneforge.tune(tiny_data["train"], **base)
-
-    def kill_at_step_10(state):
-        if state.step == 10:
-            raise Killed
-
-    out = tmp_path / "run"
-    with pytest.raises(Killed):
-        tuneforge.tune(tiny_data["train"], out=out, on_step=kill_at_step_10, **base)
-    assert (tmp_path / "run.ckpt" / "checkpoint.pt").exists() and not out.exists()
-    resumed = tuneforge.tune(tiny_data["train"], out=out, resume=True, **base)
-    texts = ["card arrived", "refund money", "bank transfer"]
-    np.testing.assert_allclose(resumed.logits(texts), reference.logits(texts), atol=1e-5)
-    assert not (tmp_path / "run.ckpt").exists()  # spent checkpoints are removed on success
-
-
 def test_same_seed_same_model_other_seed_differs(tiny_bert, tiny_data):
     runs = [
         tuneforge.tune(tiny_data["train"], base=str(tiny_bert), epochs=1, seed=s, **FAST)
@@ -157,10 +139,11 @@ def test_every_trained_method_resumes_after_a_kill(case, tiny_bert, tiny_data, t
     out = tmp_path / "run"
     with pytest.raises(Killed):
         tuneforge.tune(tiny_data["train"], out=out, on_step=kill_at_step_10, **base)
-    assert list((tmp_path / "run.ckpt").rglob("checkpoint.pt"))
+    assert list((tmp_path / "run.ckpt").rglob("checkpoint.pt")) and not out.exists()
     resumed = tuneforge.tune(tiny_data["train"], out=out, resume=True, **base)
     texts = ["card arrived", "refund money", "bank transfer"]
     np.testing.assert_allclose(resumed.logits(texts), reference.logits(texts), atol=1e-4)
+    assert not (tmp_path / "run.ckpt").exists()  # spent checkpoints are removed on success
 
 
 def test_a_token_tagger_resumes_after_a_kill(tiny_bert, tiny_tokens, tmp_path):

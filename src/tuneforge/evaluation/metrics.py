@@ -46,20 +46,25 @@ class EvalResult:
 
     def table(self, title: str = "Evaluation"):
         """A rich Table: the summary row, then every class sorted by F1 (worst first)."""
-        from rich.table import Table
+        return score_table(title, self.summary_line(), "class", self.per_class)
 
-        table = Table(title=title, caption=self.summary_line())
-        for col in ("class", "precision", "recall", "F1", "support"):
-            table.add_column(col, justify="left" if col == "class" else "right")
-        for name, row in sorted(self.per_class.items(), key=lambda kv: kv[1]["f1"]):
-            table.add_row(
-                name,
-                f"{row['precision']:.3f}",
-                f"{row['recall']:.3f}",
-                f"{row['f1']:.3f}",
-                str(int(row["support"])),
-            )
-        return table
+
+def score_table(title: str, caption: str, kind: str, rows: dict[str, dict]):
+    """A rich Table of precision/recall/F1/support per class or type, worst F1 first."""
+    from rich.table import Table
+
+    table = Table(title=title, caption=caption)
+    for col in (kind, "precision", "recall", "F1", "support"):
+        table.add_column(col, justify="left" if col == kind else "right")
+    for name, row in sorted(rows.items(), key=lambda kv: kv[1]["f1"]):
+        table.add_row(
+            name,
+            f"{row['precision']:.3f}",
+            f"{row['recall']:.3f}",
+            f"{row['f1']:.3f}",
+            str(int(row["support"])),
+        )
+    return table
 
 
 def evaluate_predictions(
@@ -160,20 +165,7 @@ class SpanEvalResult:
         )
 
     def table(self, title: str = "Evaluation"):
-        from rich.table import Table
-
-        table = Table(title=title, caption=self.summary_line())
-        for col in ("type", "precision", "recall", "F1", "support"):
-            table.add_column(col, justify="left" if col == "type" else "right")
-        for name, row in sorted(self.per_type.items(), key=lambda kv: kv[1]["f1"]):
-            table.add_row(
-                name,
-                f"{row['precision']:.3f}",
-                f"{row['recall']:.3f}",
-                f"{row['f1']:.3f}",
-                str(int(row["support"])),
-            )
-        return table
+        return score_table(title, self.summary_line(), "type", self.per_type)
 
 
 def evaluate_spans(
