@@ -144,9 +144,12 @@ def run_trainer_baseline(spec: dict) -> dict:
     index = {t: i for i, t in enumerate(names)}
     path = str(resolve_base(spec["base"]).path)
     tok = AutoTokenizer.from_pretrained(path)
-    max_length = min(512, tok.model_max_length)
+    # run_ner's usual max_seq_length for training (tuneforge's window is 128 too: the 83 longer
+    # training sentences would pad most random batches to hundreds of tokens, 5x slower);
+    # dev and test are never cut (up to the model's 512), so every gold span is scored
+    lengths = {"train": 128, "dev": tok.model_max_length, "test": tok.model_max_length}
 
-    def encode(ds):
+    def encode(ds, max_length):
         enc = tok(ds.words, is_split_into_words=True, truncation=True, max_length=max_length)
         labels = []
         for i, tags in enumerate(ds.tags):
@@ -160,7 +163,7 @@ def run_trainer_baseline(spec: dict) -> dict:
              "labels": labels}
         )  # fmt: skip
 
-    encoded = {s: encode(ds) for s, ds in splits.items()}
+    encoded = {s: encode(ds, lengths[s]) for s, ds in splits.items()}
 
     def word_level(split: str, logits: np.ndarray, repair: bool) -> list[list[str]]:
         """Per sentence, each word's tag from its first sub-token (O for a word cut off)."""
@@ -309,9 +312,10 @@ def add_time_ratios(runs: list[dict]) -> None:
     for run in runs:
         if run["kind"] == TRAINER:
             continue
+        same = ("layer", "seed", "base", "epochs", "lr")
         base = next(
-            (r for r in runs if r["kind"] == TRAINER and r["layer"] == run["layer"]
-             and r["seed"] == run["seed"] and r["base"] == run["base"]),
+            (r for r in reversed(runs)
+             if r["kind"] == TRAINER and all(r[k] == run[k] for k in same)),
             None,
         )  # fmt: skip
         if base is None:
@@ -349,9 +353,12 @@ def main() -> None:
     parser.add_argument("--baseline-of", default=None, help="plan whose epochs/lr the Trainer uses")
     parser.add_argument("--explore", action="store_true", help="dev only: test is never read")
     parser.add_argument("--out", default=str(OUT))
+    parser.add_argument("--table", action="store_true", help="ratios and table of --out only")
     args = parser.parse_args()
     if args.child:
         return child(*args.child)
+    if args.table:
+        return print_table(update_ratios(Path(args.out)))
     if not (DATA / "train.json").exists():
         sys.exit(f"needs {DATA} (../shared/data)")
     import torch  # noqa: F401  (loaded before the header, which records its threads)
@@ -374,13 +381,20 @@ def main() -> None:
                 print("curve:", run["curve"], flush=True)
                 runs.append(run)
                 save_runs(Path(args.out), [run])
-    add_time_ratios(runs)
-    if any("speedup_to_baseline_dev_f1" in r for r in runs):  # rewrite this run's entries
-        results = json.loads(Path(args.out).read_text())
-        results["runs"] = results["runs"][: len(results["runs"]) - len(runs)]
-        Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
-        save_runs(Path(args.out), runs, targets={**TARGETS, "minutes_per_model": 10})
-    print_table(runs)
+    print_table(update_ratios(Path(args.out)))
+
+
+def update_ratios(path: Path) -> list[dict]:
+    """Time ratios of every test run in the results file against its baseline (the latest
+    Trainer run of the same layer, seed, base, epochs and lr); the file is rewritten."""
+    from tuneforge.paths import write_text_atomically
+
+    results = json.loads(path.read_text())
+    tested = [r for r in results["runs"] if not r.get("explore")]
+    add_time_ratios(tested)
+    results["targets"] = {**TARGETS, "minutes_per_model": MINUTES_PER_MODEL}
+    write_text_atomically(path, json.dumps(results, indent=1) + "\n")
+    return results["runs"]
 
 
 if __name__ == "__main__":
