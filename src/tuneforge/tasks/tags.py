@@ -16,11 +16,12 @@ Span = tuple[int, int, str]
 
 
 class TagError(ValueError):
-    """A tag sequence that breaks its scheme; `word` is the 0-based position at fault."""
+    """A tag sequence that breaks its scheme; `word` is the 0-based position at fault;
+    `orphan` when it is a BIO I- tag that begins a span (what conlleval reads as a start)."""
 
-    def __init__(self, message: str, word: int) -> None:
+    def __init__(self, message: str, word: int, orphan: bool = False) -> None:
         super().__init__(message)
-        self.word = word
+        self.word, self.orphan = word, orphan
 
 
 def parse_tag(tag: str, default_type: str | None) -> tuple[str, str | None]:
@@ -92,6 +93,7 @@ def _read_bio(parsed: list[tuple[str, str | None]]) -> list[Span]:
                 "tag; or, if the file is IOB1, pass -T scheme=iob1; or pass -T "
                 "repair_tags=true to read such a tag as a span's start, as conlleval does",
                 i,
+                orphan=True,
             )
         if prefix in ("B", "O") and start is not None:
             spans.append((start, i, kind))

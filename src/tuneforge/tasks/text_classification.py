@@ -79,9 +79,11 @@ class TextClassification(Task):
         return ctx.load_tokenizer()(texts, truncation=True, max_length=ctx.max_length)["input_ids"]
 
     def _lengths(self, ctx, ds: TextDataset) -> list[int]:
-        if not hasattr(ctx, "_token_lengths"):  # untruncated: how many texts the window cuts
-            ctx._token_lengths = ctx.token_lengths(ds.texts) if len(ds) else []
-        return ctx._token_lengths
+        # untruncated: how many texts the window cuts; counted once per dataset of a run
+        cached = getattr(ctx, "_token_lengths", None)
+        if cached is None or cached[0] is not ds:
+            ctx._token_lengths = cached = (ds, ctx.token_lengths(ds.texts) if len(ds) else [])
+        return cached[1]
 
     def warnings(self, train: TextDataset, eval_ds, ctx) -> list[str]:
         return data_warnings(train, eval_ds, self._lengths(ctx, train), ctx.max_length)
@@ -187,11 +189,8 @@ class TextClassification(Task):
         return Prediction(labels[best], float(p[best]), scores)
 
     def prediction_columns(self, model, texts: list[str], batch_size: int = 64) -> dict:
-        preds = self.predict(model, texts, batch_size, top_k=1)
-        return {
-            "label": ["|".join(p.label) if isinstance(p.label, list) else p.label for p in preds],
-            "score": [round(p.score, 6) for p in preds],
-        }
+        columns = self.v2_columns(self.predict(model, texts, batch_size, top_k=1))
+        return {"label": columns["label"], "score": [round(x, 6) for x in columns["score"]]}
 
     def v2_columns(self, predictions: list[Prediction]) -> dict[str, list]:
         return {

@@ -20,6 +20,7 @@ from pydantic import Field
 from torch import nn
 
 from tuneforge.errors import ConfigError, DataError
+from tuneforge.evaluation.calibration import softmax
 from tuneforge.evaluation.metrics import evaluate_spans
 from tuneforge.tasks.base import Task, TaskConfig, register_task
 from tuneforge.tasks.tags import SCHEMES, decode_bio, repair_bio, tag_names
@@ -192,10 +193,12 @@ class TokenClassification(Task):
         return encode_words(ctx.load_tokenizer(), inputs, ctx.max_length)[0]
 
     def prepare(self, ctx, ds: TokenDataset, split: str) -> TokenDataset:
-        windows = sentence_windows(
+        rows, words = windowed(
             ctx.load_tokenizer(), ds.words, ctx.max_length, self.options.window_overlap
         )
-        long = sum(len(w) > 1 for w in windows)
+        from collections import Counter
+
+        long = sum(n > 1 for n in Counter(i for i, _, _ in rows).values())  # sentences cut
         if not long:
             return ds
         from tuneforge.training.progress import console
@@ -205,9 +208,8 @@ class TokenClassification(Task):
             f"of {ds.source} are longer than the model's window of {ctx.max_length} tokens: "
             "each is cut into overlapping windows of whole words (nothing is truncated)."
         )
-        rows = [(i, s, e) for i, ws in enumerate(windows) for s, e in ws]
         out = ds.subset([i for i, _, _ in rows])
-        out.words = [ds.words[i][s:e] for i, s, e in rows]
+        out.words = words
         out.tags = None if ds.tags is None else [ds.tags[i][s:e] for i, s, e in rows]
         return out
 
@@ -307,9 +309,8 @@ class TokenClassification(Task):
 
         opts = TokenClassificationConfig(**model.config.task_config)
         tokenizer, max_len = model.tokenizer, model.config.max_length
-        windows = sentence_windows(tokenizer, words, max_len, opts.window_overlap)
-        rows = [(i, s, e) for i, ws in enumerate(windows) for s, e in ws]
-        ids, word_ids = encode_words(tokenizer, [words[i][s:e] for i, s, e in rows], max_len)
+        rows, pieces = windowed(tokenizer, words, max_len, opts.window_overlap)
+        ids, word_ids = encode_words(tokenizer, pieces, max_len)
         pad = tokenizer.pad_token_id or 0
         logits = map_id_batches(
             lambda b: list(model.runtime.forward(b)["logits"]), ids, pad, batch_size
@@ -321,7 +322,7 @@ class TokenClassification(Task):
                 word, margin = s + k, min(k, e - s - 1 - k)  # distance to the window's edge
                 if margin > best_margin[i][word]:
                     merged[i][word], best_margin[i][word] = z[position], margin
-        return [_softmax(m) for m in merged]
+        return [softmax(m) if len(m) else m for m in merged]
 
     def predict(self, model, inputs, batch_size: int = 64, **options) -> list[TokenPrediction]:
         """Spans of each text (a string: split into words, offsets into it) or word list."""
@@ -380,14 +381,6 @@ def _print_warnings(ds: TokenDataset) -> None:
 
         for warning in ds.warnings:
             console.print(f"[yellow]warning:[/] {warning}")
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    if not len(z):
-        return z
-    z = z - z.max(-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(-1, keepdims=True)
 
 
 def encode_words(tokenizer, words: list[list[str]], max_length: int):
@@ -461,6 +454,16 @@ def sentence_windows(tokenizer, words: list[list[str]], max_length: int, overlap
             start = max(start + 1, end - int(overlap * (end - start)))
         out.append(windows)
     return out
+
+
+def windowed(tokenizer, words: list[list[str]], max_length: int, overlap: float):
+    """([(sentence, first word, end word)] of every window, the words of each window)."""
+    rows = [
+        (i, s, e)
+        for i, ws in enumerate(sentence_windows(tokenizer, words, max_length, overlap))
+        for s, e in ws
+    ]
+    return rows, [words[i][s:e] for i, s, e in rows]
 
 
 def _subtoken_counts(tokenizer, words: list[list[str]]) -> list[list[int]]:

@@ -212,7 +212,7 @@ def _to_bio(path, line, words, tags, scheme, default_type, layer, repair, repair
     try:
         return bio_tags(read_spans(tags, scheme, default_type), len(tags))
     except TagError as exc:
-        if repair and scheme == "bio" and "never began" in str(exc):
+        if repair and exc.orphan:
             repaired.append(line)  # lenient BIO is IOB1: an I- that starts a span begins one
             return bio_tags(read_spans(tags, "iob1", default_type), len(tags))
         word = words[exc.word] if exc.word < len(words) else ""
