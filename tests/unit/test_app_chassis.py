@@ -322,3 +322,52 @@ def test_processes_opening_a_new_database_at_once_all_succeed(db_url):
     for worker in workers:
         worker.join(10)
     assert outcomes == [HEADS["monitor"]] * 3
+
+
+def _connect_in_wal(url: str, start, results) -> None:
+    engine = make_engine(url)
+    try:
+        start.wait()
+        with engine.connect() as connection:
+            results.put(connection.exec_driver_sql("PRAGMA journal_mode").scalar())
+    except Exception as exc:
+        results.put(repr(exc))
+    finally:
+        engine.dispose()
+
+
+def test_processes_switching_a_new_sqlite_file_to_wal_at_once_all_succeed(tmp_path):
+    """SQLite answers "database is locked" at once, without the busy timeout, to all but one of
+    the connections switching a new file to WAL together (the race CI once lost)."""
+    import multiprocessing
+
+    fork = multiprocessing.get_context("fork")
+    for round_ in range(10):
+        url = f"sqlite:///{tmp_path / f'race{round_}.db'}"
+        start, results = fork.Barrier(6), fork.Queue()
+        workers = [
+            fork.Process(target=_connect_in_wal, args=(url, start, results)) for _ in range(6)
+        ]
+        for worker in workers:
+            worker.start()
+        outcomes = [results.get(timeout=60) for _ in workers]
+        for worker in workers:
+            worker.join(10)
+        assert outcomes == ["wal"] * 6
+
+
+def test_a_sqlite_file_locked_past_the_busy_timeout_still_fails(tmp_path):
+    import sqlite3
+
+    from tuneforge.apps.chassis.engine import _switch_to_wal
+
+    path = tmp_path / "held.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN EXCLUSIVE")
+    waiter = sqlite3.connect(path, timeout=0.05)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        _switch_to_wal(waiter.cursor(), deadline_seconds=0.3)
+    holder.execute("ROLLBACK")
+    _switch_to_wal(waiter.cursor(), deadline_seconds=0.3)
+    assert waiter.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

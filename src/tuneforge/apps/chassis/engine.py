@@ -8,6 +8,9 @@ PostgreSQL always has them.
 
 from __future__ import annotations
 
+import random
+import sqlite3
+import time
 from pathlib import Path
 
 from sqlalchemy import create_engine, event
@@ -62,8 +65,26 @@ def make_engine(url: str | URL) -> Engine:
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    _switch_to_wal(cursor)
     # With WAL, NORMAL never corrupts the file; only a power cut can lose the last commits.
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _switch_to_wal(cursor, deadline_seconds: float = SQLITE_BUSY_SECONDS) -> None:
+    """`PRAGMA journal_mode=WAL`, retried while another connection holds the lock. The switch
+    promotes a read lock to an exclusive one, so when processes open a new file together SQLite
+    answers "database is locked" at once rather than call the busy handler (which could
+    deadlock): wait here instead, with jitter so the processes stop colliding."""
+    deadline = time.monotonic() + deadline_seconds
+    pause = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL").fetchall()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause * random.uniform(0.5, 1.5))
+        pause = min(pause * 2, 0.25)
