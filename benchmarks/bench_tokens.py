@@ -56,7 +56,9 @@ PLANS = {
     "full-3ep-lr2e-4-ls0": ("full", 3, 2e-4, {}, {"label_smoothing": 0.0}),
     "full-3ep-lr2e-4": ("full", 3, 2e-4, {}, {}),
     "lora-ls0": ("lora", 6, 1e-3, {}, {"label_smoothing": 0.0}),
-}
+    "partial3-lr1e-3-ls0-crf": ("partial", 6, 1e-3, {"top_layers": 3},
+                                {"label_smoothing": 0.0, "task_options": {"crf": True}}),
+}  # fmt: skip
 TRAINER = "trainer"  # the HF baseline: takes epochs/lr of --baseline-of
 
 
@@ -69,6 +71,8 @@ def run_tuneforge(spec: dict) -> dict:
     import tuneforge
 
     paths = data_paths(spec["layer"])
+    config = dict(spec["config"])
+    task_options = {"repair_tags": True, **config.pop("task_options", {})}
     t0, first_step = time.time(), {}
 
     def on_step(state) -> None:
@@ -80,7 +84,7 @@ def run_tuneforge(spec: dict) -> dict:
         val_data=paths["dev"],
         task="token-classification",
         label_col=f"tags_{spec['layer']}",
-        task_options={"repair_tags": True},
+        task_options=task_options,
         method=spec["method"],
         base=spec["base"],
         epochs=spec["epochs"],
@@ -90,7 +94,7 @@ def run_tuneforge(spec: dict) -> dict:
         method_options=spec["options"],
         progress=False,
         on_step=on_step,
-        **spec["config"],
+        **config,
     )
     wall = time.time() - t0
     evals = [e for e in model.log if "f1" in e and "train_seconds" in e]

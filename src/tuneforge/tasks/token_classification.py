@@ -5,7 +5,8 @@ the base's fast tokenizer; the first sub-token of a word carries its tag (option
 `label_all_subtokens`, every sub-token). Sentences longer than the window are cut into
 overlapping windows of whole words, never truncated; at prediction each word takes the window
 where it sits farthest from an edge. Predictions are spans with character offsets in the user's
-text, a type and a score (the mean probability of the span's tags).
+text, a type and a score (the mean probability of the span's tags). Option `crf`: a CRF with
+BIO-constrained transitions on the logits, decoded per sentence with Viterbi (`tasks/crf.py`).
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from torch import nn
 from tuneforge.errors import ConfigError, DataError
 from tuneforge.evaluation.calibration import softmax
 from tuneforge.evaluation.metrics import evaluate_spans
+from tuneforge.tasks import crf as crf_layer
 from tuneforge.tasks.base import Task, TaskConfig, register_task
 from tuneforge.tasks.tags import SCHEMES, decode_bio, repair_bio, tag_names
 from tuneforge.tasks.token_data import TokenDataset, load_tokens, token_format
 from tuneforge.training.job import TrainJob
 
+_RECORDED = ("layer", "entity_types", "crf_scores")  # written by training, not options
 IGNORE = -100  # targets the loss skips: special tokens, later sub-tokens of a word, padding
 
 
@@ -35,7 +38,9 @@ class TokenClassificationConfig(TaskConfig):
     repair_tags: bool = False  # read a BIO I- that begins a span as its start (conlleval)
     label_all_subtokens: bool = False
     window_overlap: float = Field(0.25, ge=0, lt=1, description="share of a window's words")
+    crf: bool = False  # a CRF over the word scores: trained transitions, Viterbi decoding
     layer: str | None = None  # the tag column/layer trained on (recorded)
+    crf_scores: dict | None = None  # the trained CRF's scores (recorded; see tasks/crf.py)
     entity_types: list[str] = Field(default_factory=list)
 
     def model_post_init(self, _) -> None:
@@ -97,8 +102,11 @@ class TokenTagger(nn.Module):
         return {"logits": self.head(states), "embedding": mean_pool(states, attention_mask)}
 
 
-def new_head(dim: int, n_tags: int, dropout: float = 0.1) -> nn.Module:
-    return nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, n_tags))
+def new_head(dim: int, names: list[str], crf: bool = False, dropout: float = 0.1) -> nn.Module:
+    layers = [nn.Dropout(dropout), nn.Linear(dim, len(names))]
+    if crf:
+        layers.append(crf_layer.TagTransitions(names))
+    return nn.Sequential(*layers)
 
 
 @register_task
@@ -132,7 +140,7 @@ class TokenClassification(Task):
             return TokenClassification({**self.options.model_dump(), **options})
         except ValidationError as exc:
             fields = ", ".join(
-                k for k in TokenClassificationConfig.model_fields if k != "entity_types"
+                k for k in TokenClassificationConfig.model_fields if k not in _RECORDED
             )
             raise ConfigError(
                 f"Invalid option for the token-classification task: {exc.errors()[0]['msg']} "
@@ -237,16 +245,20 @@ class TokenClassification(Task):
     def new_model(self, ctx, encoder: nn.Module, **head) -> TokenTagger:
         torch.manual_seed(ctx.config.seed)
         dim = encoder.config.hidden_size
-        model = TokenTagger(encoder, new_head(dim, len(ctx.label_names)))
+        model = TokenTagger(encoder, new_head(dim, ctx.label_names, self.options.crf))
         model.spec = {"head": "linear", "dim": dim, "text_prefix": ""}
         return model
 
     def load_model(self, encoder: nn.Module, config) -> TokenTagger:
-        return TokenTagger(encoder, new_head(encoder.config.hidden_size, len(config.labels)))
+        crf = TokenClassificationConfig(**config.task_config).crf
+        return TokenTagger(encoder, new_head(encoder.config.hidden_size, config.labels, crf))
 
     def task_config(self, model, ctx) -> dict:
         types = sorted({t[2:] for t in ctx.label_names if t != "O"})
-        return {**self.options.model_dump(), "layer": ctx.train.layer, "entity_types": types}
+        crf = crf_layer.find(model)
+        scores = crf.scores(ctx.label_names) if crf is not None else None
+        return {**self.options.model_dump(), "layer": ctx.train.layer, "entity_types": types,
+                "crf_scores": scores}  # fmt: skip
 
     # ---- training ----------------------------------------------------------------------------
     def job(self, ctx, module, features: dict, collate_one, lengths) -> TrainJob:
@@ -267,17 +279,24 @@ class TokenClassification(Task):
                 out[r, : len(aligned[split][i][0])] = torch.tensor(aligned[split][i][0])
             return out
 
+        crf = crf_layer.find(module)
+
         def token_loss(outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            if crf is not None:  # per scored token, as the cross-entropy is
+                scored = (target != IGNORE).sum().clamp(min=1)
+                return crf.nll(*crf_layer.compact(outputs, target, IGNORE)) / scored
             return loss(outputs.reshape(-1, outputs.shape[-1]), target.reshape(-1))
 
         def score(split: str, outputs: list[torch.Tensor]) -> dict[str, float]:
             ds = ctx.splits()[split]
+            scores = crf.scores(ctx.label_names) if crf is not None else None
             pred = [
-                word_tags(ctx.label_names, out, firsts, len(tags))
+                word_tags(ctx.label_names, out, firsts, len(tags), scores)
                 for out, (_, firsts), tags in zip(outputs, aligned[split], ds.tags, strict=True)
             ]
             result = evaluate_spans(ds.tags, pred)
-            # the mean over every scored token (a row may have none: a window of dropped words)
+            # the mean over every scored token (a row may have none: a window of dropped words);
+            # cross-entropy of the word scores with a CRF too, so runs compare
             flat_out = torch.cat(
                 [out[: len(t)] for out, (t, _) in zip(outputs, aligned[split], strict=True)]
             )
@@ -334,8 +353,9 @@ class TokenClassification(Task):
             else TokenDataset.from_texts(list(inputs))
         )
         probs = self.word_probabilities(model, ds.words, batch_size) if len(ds) else []
+        scores = TokenClassificationConfig(**model.config.task_config).crf_scores
         return [
-            self._spans(model.labels, p, text, words, offs)
+            self._spans(model.labels, p, text, words, offs, scores)
             for p, text, words, offs in zip(probs, ds.texts, ds.words, ds.offsets, strict=True)
         ]
 
@@ -352,8 +372,8 @@ class TokenClassification(Task):
             ]
         }
 
-    def _spans(self, names, p, text, words, offsets) -> TokenPrediction:
-        tags = repair_bio([names[j] for j in p.argmax(-1)]) if len(p) else []
+    def _spans(self, names, p, text, words, offsets, scores=None) -> TokenPrediction:
+        tags = decode_tags(names, _log(p), scores)
         best = p.max(-1) if len(p) else np.zeros(0)
         entities = [
             EntitySpan(
@@ -371,8 +391,13 @@ class TokenClassification(Task):
         if ds.tags is None:
             raise DataError(f"{ds.source} has no tags to evaluate against.")
         probs = self.word_probabilities(model, ds.words, batch_size)
-        pred = [repair_bio([model.labels[j] for j in p.argmax(-1)]) for p in probs]
+        scores = TokenClassificationConfig(**model.config.task_config).crf_scores
+        pred = [decode_tags(model.labels, _log(p), scores) for p in probs]
         return evaluate_spans(ds.tags, pred, ds.words)
+
+
+def _log(probabilities: np.ndarray) -> np.ndarray:
+    return np.log(np.clip(probabilities, 1e-12, None))
 
 
 def _print_warnings(ds: TokenDataset) -> None:
@@ -401,15 +426,26 @@ def first_positions(word_ids: list[int | None]) -> list[tuple[int, int]]:
     return out
 
 
-def word_tags(names: list[str], logits: torch.Tensor, firsts, n_words: int) -> list[str]:
+def word_tags(names, logits: torch.Tensor, firsts, n_words: int, scores=None) -> list[str]:
     """Valid BIO tags of a sentence's words from its token logits (O for a word with no
     sub-token, which some tokenizers drop, e.g. a lone control character)."""
     tags = ["O"] * n_words
     if firsts:
-        best = logits[[p for _, p in firsts]].argmax(-1).tolist()
-        for (w, _), j in zip(firsts, best, strict=True):
-            tags[w] = names[j]
+        kept = logits[[p for _, p in firsts]].float().numpy()
+        for (w, _), tag in zip(firsts, decode_tags(names, kept, scores), strict=True):
+            tags[w] = tag
     return repair_bio(tags)
+
+
+def decode_tags(names: list[str], log_scores: np.ndarray, crf_scores=None) -> list[str]:
+    """Valid BIO tags from (words, tags) logits or log-probabilities (they differ by one
+    constant per word, so both decode alike): word by word, or with a CRF's scores the best
+    allowed sequence of the sentence."""
+    if not len(log_scores):
+        return []
+    if crf_scores is None:
+        return repair_bio([names[j] for j in log_scores.argmax(-1)])
+    return [names[j] for j in crf_layer.viterbi(log_scores, crf_scores)]
 
 
 def align_targets(word_ids, tag_ids: list[int], options) -> tuple[list[int], list]:
