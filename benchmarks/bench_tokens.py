@@ -98,8 +98,7 @@ def run_tuneforge(spec: dict) -> dict:
     )
     wall = time.time() - t0
     evals = [e for e in model.log if "f1" in e and "train_seconds" in e]
-    # set-up before the loop's first step (model load, tokenization, partial's cache). Not
-    # wall_time - t0 - eval_seconds_before: wall_time is taken after the evaluation it logs.
+    # set-up before the loop's first step (model load, tokenization, partial's cache)
     setup = first_step["time"] - t0 - evals[0]["train_seconds"] / evals[0]["step"]
     curve = [
         {

@@ -47,6 +47,31 @@ def test_time_budget_stops_training(tiny_bert, tiny_data):
     assert steps < 500 * 12
 
 
+def test_time_to_accuracy_counts_training_not_evaluations(tiny_bert, tiny_data, monkeypatch):
+    """wall_time - eval_seconds_before - train_seconds is when training began, the same for
+    every evaluation: so no evaluation's time (here a slow one) counts as training."""
+    import time
+
+    from tuneforge.training import loop
+
+    slow = loop.predict_outputs
+
+    def slow_outputs(*args, **kw):
+        time.sleep(0.5)
+        return slow(*args, **kw)
+
+    monkeypatch.setattr(loop, "predict_outputs", slow_outputs)
+    first_step = []
+    model = tuneforge.tune(
+        tiny_data["train"], base=str(tiny_bert), epochs=2, eval_every=0.5,
+        on_step=lambda state: first_step.append(time.time()), **FAST,
+    )  # fmt: skip
+    evals = [e for e in model.log if "wall_time" in e]
+    began = [e["wall_time"] - e["eval_seconds_before"] - e["train_seconds"] for e in evals]
+    assert len(evals) >= 3 and max(began) - min(began) < 0.25, began
+    assert max(began) < first_step[0], (began, first_step[0])
+
+
 def test_length_grouped_batches_are_deterministic_and_complete():
     lengths = list(np.random.default_rng(0).integers(1, 100, 1000))
     a = length_grouped_batches(lengths, 16, seed=3)
