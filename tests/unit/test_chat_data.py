@@ -6,27 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
+from chat_fakes import CHATML, chatml_tokenizer
 from tuneforge.errors import ConfigError, DataError
 from tuneforge.tasks.chat_data import IGNORE, chat_format, load_chats, tokenize_chats
 
-# SmolLM2-Instruct's template: ChatML, with a default system turn; no {% generation %} markers
-CHATML = (
-    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
-    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging "
-    "Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + "
-    "message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
-SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-CORPUS = [
-    "You are a helpful AI assistant named SmolLM, trained by Hugging Face",
-    "What is the capital of France? The capital of France is Paris.",
-    "And of Italy? Rome is the capital of Italy.",
-    "Translate hello into French. Bonjour.",
-]
 MULTI_TURN = [
     {"role": "system", "content": "Answer briefly."},
     {"role": "user", "content": "What is the capital of France?"},
@@ -38,25 +23,7 @@ MULTI_TURN = [
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    """A byte-level BPE trained here in milliseconds; pad == EOS == <|im_end|>."""
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=SPECIAL,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    bpe.train_from_iterator(CORPUS, trainer=trainer)
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=bpe,
-        eos_token="<|im_end|>",
-        pad_token="<|im_end|>",
-        bos_token="<|im_start|>",
-        additional_special_tokens=["<|endoftext|>"],
-    )
-    tok.chat_template = CHATML
-    return tok
+    return chatml_tokenizer()
 
 
 def jsonl(path, rows):
