@@ -53,6 +53,7 @@ PLANS = {
     "partial3-lr1e-3-ls0": ("partial", 6, 1e-3, {"top_layers": 3}, {"label_smoothing": 0.0}),
     "partial4-lr3e-4-ls0": ("partial", 5, 3e-4, {"top_layers": 4}, {"label_smoothing": 0.0}),
     "full-lr2e-4-ls0": ("full", 6, 2e-4, {}, {"label_smoothing": 0.0}),
+    "full-lr3e-4-ls0": ("full", 6, 3e-4, {}, {"label_smoothing": 0.0}),
     "full-3ep-lr2e-4-ls0": ("full", 3, 2e-4, {}, {"label_smoothing": 0.0}),
     "full-3ep-lr2e-4": ("full", 3, 2e-4, {}, {}),
     "lora-ls0": ("lora", 6, 1e-3, {}, {"label_smoothing": 0.0}),
