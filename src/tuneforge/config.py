@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -11,10 +11,52 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tuneforge.errors import ConfigError
 
 
-class TrainConfig(BaseModel):
-    """Everything that decides how a model is trained; defaults that work on a CPU."""
+class YamlConfig(BaseModel):
+    """A typed config: unknown keys refused, built from keywords or YAML, errors that name the
+    option, its value and the rule (`ConfigError`)."""
 
     model_config = ConfigDict(extra="forbid")
+    # how errors name one option and the whole config, and where to read about them
+    option_noun: ClassVar[str] = "config value for"
+    config_noun: ClassVar[str] = "config"
+    help_hint: ClassVar[str] = ""
+
+    @classmethod
+    def build(cls, **values: Any) -> Self:
+        """Build from keywords (Nones dropped, so defaults apply); errors become ConfigError."""
+        try:
+            return cls(**{k: v for k, v in values.items() if v is not None})
+        except ValidationError as exc:
+            raise ConfigError(cls._explain(exc)) from None
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    @classmethod
+    def from_yaml(cls, text_or_path: str | Path) -> Self:
+        text = Path(text_or_path).read_text() if _is_path(text_or_path) else str(text_or_path)
+        data = yaml.safe_load(text) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"A {cls.config_noun} YAML must be a mapping of option: value.")
+        return cls.build(**data)
+
+    @classmethod
+    def _explain(cls, exc: ValidationError) -> str:
+        lines = []
+        for err in exc.errors():
+            msg = err["msg"].removeprefix("Value error, ")
+            if not err["loc"]:  # a rule across options: the input is the whole mapping
+                lines.append(f"Invalid {cls.config_noun}: {msg}.")
+                continue
+            where = ".".join(str(p) for p in err["loc"])
+            lines.append(f"Invalid {cls.option_noun} '{where}': {msg} (got {err.get('input')!r}).")
+        return " ".join(lines) + (f" {cls.help_hint}" if cls.help_hint else "")
+
+
+class TrainConfig(YamlConfig):
+    """Everything that decides how a model is trained; defaults that work on a CPU."""
+
+    help_hint: ClassVar[str] = "See `tuneforge train --help` for valid options."
 
     task: str | None = Field(None, description="a registered task; None = from the data")
     method: str = "auto"
@@ -41,37 +83,8 @@ class TrainConfig(BaseModel):
     method_options: dict[str, Any] = Field(default_factory=dict)
     task_options: dict[str, Any] = Field(default_factory=dict)
 
-    @classmethod
-    def build(cls, **values: Any) -> TrainConfig:
-        """Build from keywords (Nones dropped, so defaults apply); errors become ConfigError."""
-        try:
-            return cls(**{k: v for k, v in values.items() if v is not None})
-        except ValidationError as exc:
-            raise ConfigError(_explain(exc)) from None
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
-
-    @classmethod
-    def from_yaml(cls, text_or_path: str | Path) -> TrainConfig:
-        text = Path(text_or_path).read_text() if _is_path(text_or_path) else str(text_or_path)
-        data = yaml.safe_load(text) or {}
-        if not isinstance(data, dict):
-            raise ConfigError("A config YAML must be a mapping of option: value.")
-        return cls.build(**data)
-
 
 def _is_path(value: str | Path) -> bool:
     return isinstance(value, Path) or (
         len(str(value)) < 4096 and "\n" not in str(value) and Path(str(value)).is_file()
     )
-
-
-def _explain(exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "config"
-        lines.append(
-            f"Invalid config value for '{where}': {err['msg']} (got {err.get('input')!r})."
-        )
-    return " ".join(lines) + " See `tuneforge train --help` for valid options."

@@ -309,19 +309,22 @@ def _open_monitor_database(url: str, start, results) -> None:
 def test_processes_opening_a_new_database_at_once_all_succeed(db_url):
     """A server and an ingest started together: one migrates, the others wait, none fails.
     Processes, not threads: Alembic's `context` is one per process."""
+    assert _at_once(_open_monitor_database, db_url, 3) == [HEADS["monitor"]] * 3
+
+
+def _at_once(target, url: str, n: int) -> list:
+    """What `target(url, start, results)` put, run in `n` forked processes released together."""
     import multiprocessing
 
     fork = multiprocessing.get_context("fork")
-    start, results = fork.Barrier(3), fork.Queue()
-    workers = [
-        fork.Process(target=_open_monitor_database, args=(db_url, start, results)) for _ in range(3)
-    ]
+    start, results = fork.Barrier(n), fork.Queue()
+    workers = [fork.Process(target=target, args=(url, start, results)) for _ in range(n)]
     for worker in workers:
         worker.start()
     outcomes = [results.get(timeout=60) for _ in workers]
     for worker in workers:
         worker.join(10)
-    assert outcomes == [HEADS["monitor"]] * 3
+    return outcomes
 
 
 def _connect_in_wal(url: str, start, results) -> None:
@@ -339,21 +342,9 @@ def _connect_in_wal(url: str, start, results) -> None:
 def test_processes_switching_a_new_sqlite_file_to_wal_at_once_all_succeed(tmp_path):
     """SQLite answers "database is locked" at once, without the busy timeout, to all but one of
     the connections switching a new file to WAL together (the race CI once lost)."""
-    import multiprocessing
-
-    fork = multiprocessing.get_context("fork")
     for round_ in range(10):
         url = f"sqlite:///{tmp_path / f'race{round_}.db'}"
-        start, results = fork.Barrier(6), fork.Queue()
-        workers = [
-            fork.Process(target=_connect_in_wal, args=(url, start, results)) for _ in range(6)
-        ]
-        for worker in workers:
-            worker.start()
-        outcomes = [results.get(timeout=60) for _ in workers]
-        for worker in workers:
-            worker.join(10)
-        assert outcomes == ["wal"] * 6
+        assert _at_once(_connect_in_wal, url, 6) == ["wal"] * 6
 
 
 def test_a_sqlite_file_locked_past_the_busy_timeout_still_fails(tmp_path):

@@ -8,19 +8,18 @@ file and a serving request all carry one object.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from tuneforge.errors import ConfigError
+from tuneforge.config import YamlConfig
 
 
-class GenerationOptions(BaseModel):
+class GenerationOptions(YamlConfig):
     """Decoding settings; defaults work (greedy, 256 new tokens, stop at the end-of-turn token)."""
 
-    model_config = ConfigDict(extra="forbid")
+    option_noun: ClassVar[str] = "generation option"
+    config_noun: ClassVar[str] = "generation options"
 
     max_new_tokens: int = Field(256, ge=1, description="tokens generated at most per prompt")
     temperature: float = Field(0.0, ge=0, le=10, description="0 = greedy; > 0 samples")
@@ -83,43 +82,10 @@ class GenerationOptions(BaseModel):
             raise ValueError("pass either choices or json_schema, not both")
         return self
 
-    # ---- building and round trips ---------------------------------------------------------------
-    @classmethod
-    def build(cls, **values: Any) -> GenerationOptions:
-        """Build from keywords (Nones dropped, so defaults apply); errors become ConfigError."""
-        try:
-            return cls(**{k: v for k, v in values.items() if v is not None})
-        except ValidationError as exc:
-            raise ConfigError(_explain(exc)) from None
-
+    # ---- round trips (build, to_yaml and from_yaml: YamlConfig) --------------------------------
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> GenerationOptions:
         return cls.build(**(data or {}))
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
-
-    @classmethod
-    def from_yaml(cls, text_or_path: str | Path) -> GenerationOptions:
-        text = str(text_or_path)
-        if isinstance(text_or_path, Path) or ("\n" not in text and Path(text).is_file()):
-            text = Path(text_or_path).read_text(encoding="utf-8")
-        data = yaml.safe_load(text) or {}
-        if not isinstance(data, dict):
-            raise ConfigError("Generation options YAML must be a mapping of option: value.")
-        return cls.build(**data)
-
-
-def _explain(exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        msg = err["msg"].removeprefix("Value error, ")
-        if not err["loc"]:  # a rule across options: the input is the whole mapping
-            lines.append(f"Invalid generation options: {msg}.")
-            continue
-        where = ".".join(str(p) for p in err["loc"])
-        lines.append(f"Invalid generation option '{where}': {msg} (got {err.get('input')!r}).")
-    return " ".join(lines)
