@@ -162,7 +162,7 @@ def _resolve_task(cfg: TrainConfig, train) -> tuple[TrainConfig, Task]:
             f"Metric '{metric}' is not one of the {name} task's: {', '.join(impl.metrics)}. "
             "Pass --metric with one of them."
         )
-    return cfg.model_copy(update={"task": name, "metric": metric}), impl
+    return cfg.model_copy(update={"task": impl.name, "metric": metric}), impl
 
 
 def _config_with(config: TrainConfig | None, **values) -> TrainConfig:

@@ -24,6 +24,7 @@ VERBS = [
     "train",
     "evaluate",
     "predict",
+    "generate",
     "info",
     "demo",
     "report",

@@ -74,12 +74,16 @@ class MethodContext:
         return self._tokenizer
 
     def load_encoder(self) -> torch.nn.Module:
-        """The base's encoder; for a base pair an `EncoderPair` reading our tokenizer's ids."""
-        from transformers import AutoModel
+        """The base's encoder (a causal LM, with its LM head, for a causal-LM base); for a base
+        pair an `EncoderPair` reading our tokenizer's ids."""
+        from transformers import AutoModel, AutoModelForCausalLM
+
+        from tuneforge.models.registry import CAUSAL_LM
 
         quiet_hf()
         torch.manual_seed(self.config.seed)
-        encoder = AutoModel.from_pretrained(str(self.base.path))
+        auto = AutoModelForCausalLM if self.base.kind == CAUSAL_LM else AutoModel
+        encoder = auto.from_pretrained(str(self.base.path))
         if not self.base.pair_of:
             return encoder
         others = [self.for_base(b) for b in self.base.members()[1:]]

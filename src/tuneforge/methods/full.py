@@ -9,7 +9,7 @@ from tuneforge.methods.base import Method, MethodContext, register_method
 class FullMethod(Method):
     name = "full"
     default_lr = 1e-4
-    tasks = frozenset({"text-classification", "token-classification"})
+    tasks = frozenset({"text-classification", "token-classification", "chat"})
 
     def fit(self, ctx: MethodContext):
         model = ctx.new_model(ctx.load_encoder())

@@ -24,7 +24,7 @@ class LoraMethod(Method):
     name = "lora"
     Options = LoraOptions
     default_lr = 1e-3
-    tasks = frozenset({"text-classification", "token-classification"})
+    tasks = frozenset({"text-classification", "token-classification", "chat"})
 
     def fit(self, ctx: MethodContext):
         from peft import get_peft_model

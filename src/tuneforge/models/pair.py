@@ -153,11 +153,16 @@ def member_widths(encoder: nn.Module) -> list[int] | None:
 
 
 def load_encoder_dir(directory: Path) -> nn.Module:
-    """An artifact's encoder folder: a plain Hugging Face model, or a base pair."""
-    from transformers import AutoModel
+    """An artifact's encoder folder: a plain Hugging Face model (a causal LM with its LM head
+    when its config says *ForCausalLM), or a base pair."""
+    from transformers import AutoModel, AutoModelForCausalLM
 
     if (Path(directory) / PAIR_FILE).exists():
         return EncoderPair.from_pretrained(directory)
+    config = Path(directory) / "config.json"
+    heads = (json.loads(config.read_text()).get("architectures") or []) if config.exists() else []
+    if any(str(a).endswith("ForCausalLM") for a in heads):
+        return AutoModelForCausalLM.from_pretrained(str(directory))
     return AutoModel.from_pretrained(str(directory))
 
 

@@ -154,7 +154,12 @@ def register_task(cls: type[Task]) -> type[Task]:
     return cls
 
 
+# other names a task is known by (e.g. the base model kind that trains it)
+TASK_ALIASES: dict[str, str] = {"causal-lm": "chat"}
+
+
 def get_task(name: str) -> Task:
+    name = TASK_ALIASES.get(name, name)
     if name not in TASKS:
         raise ConfigError(f"Unknown task '{name}'. Choose one of: {', '.join(sorted(TASKS))}.")
     return TASKS[name]
