@@ -140,6 +140,17 @@ def test_the_causal_lm_alias_trains_a_chat_model(chats, llama_dir):
     assert model.config.task == "chat"
 
 
+def test_plain_text_trains_with_task_chat(llama_dir, tmp_path):
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text("".join(json.dumps({"text": f"{q} {a}"}) + "\n" for q, a in PAIRS))
+    model = tuneforge.tune(plain, task="chat", base=str(llama_dir), method="full", epochs=1,
+                           **FAST)  # fmt: skip
+    assert model.config.task == "chat" and model.config.data["format"] == "text"
+    result = model.evaluate(plain)
+    assert result.exact_match is None and result.tokens > 0  # no assistant turn to answer
+    assert model.task.prediction_columns(model, ["Say a fruit."])["generated"][0] is not None
+
+
 class Killed(Exception):
     pass
 

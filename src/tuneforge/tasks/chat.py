@@ -98,7 +98,8 @@ class Chat(Task):
     # the loop maximizes its metric: the negated validation loss (per labelled token)
     metrics = ("neg_loss",)
     default_metric = "neg_loss"
-    v2_outputs: ClassVar[dict[str, str]] = {"text": "BYTES"}
+    # "generated", not "text": `predict --file` adds it beside the rows' own text column
+    v2_outputs: ClassVar[dict[str, str]] = {"generated": "BYTES"}
     # not measured here (the machine's CPU was busy): common SFT recipes for ~100M-1B models,
     # LoRA r=16/alpha=32 at 1e-4..1e-3 (2e-4 for 7B, smaller models take larger steps) and full
     # fine-tuning at 2e-5..5e-5; taken at the small-model end of each
@@ -247,7 +248,7 @@ class Chat(Task):
         return self.v2_columns(self.predict(model, texts, batch_size))
 
     def v2_columns(self, predictions: list) -> dict[str, list]:
-        return {"text": [p.text for p in predictions]}
+        return {"generated": [p.text for p in predictions]}
 
     def evaluate(self, model, ds: ChatDataset, batch_size: int = 8):
         from tuneforge.tasks.chat_eval import evaluate_chat
