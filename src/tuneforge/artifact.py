@@ -142,6 +142,13 @@ def invoking_command() -> str:
     return ""
 
 
+def _base_note(base: str) -> str:
+    from tuneforge.models.registry import BASE_MODELS
+
+    spec = BASE_MODELS.get(base)
+    return spec.card_note if spec else ""
+
+
 def model_card(config: ArtifactConfig, metrics: dict | None) -> str:
     """A README for the artifact: what it is, how it was made, how well it does."""
     lines = [
@@ -154,6 +161,7 @@ def model_card(config: ArtifactConfig, metrics: dict | None) -> str:
         f"- task: {config.task}"
         + ("; multi-label" if config.multi_label else "")
         + f"; created {config.created}",
+        *([f"- about the base: {note}"] if (note := _base_note(config.base)) else []),
         "",
     ]
     if config.data:

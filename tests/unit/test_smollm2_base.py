@@ -119,3 +119,14 @@ def test_racing_first_uses_convert_once_and_share_the_directory(tmp_path, monkey
         thread.join()
     assert len(calls) == 1 and len(set(results)) == 1 and len(results) == 2
     assert results[0].name == "smollm2-135m-instruct-q4_1-9.9"
+
+
+def test_a_model_card_says_the_base_is_a_dequantized_4_bit_model():
+    from tuneforge.artifact import ArtifactConfig, model_card
+
+    def card(base: str) -> str:
+        return model_card(ArtifactConfig(task="chat", labels=[], method="lora", base=base), None)
+
+    assert "about the base:" in card("smollm2") and "Q4_1" in card("smollm2")
+    plain = card("/some/dir")
+    assert "about the base" not in plain

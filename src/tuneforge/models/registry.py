@@ -13,6 +13,7 @@ from tuneforge.errors import ModelNotFoundError
 from tuneforge.models.mpnet_parts import INSTALL_COMMAND as MPNET_INSTALL
 from tuneforge.models.mpnet_parts import mpnet_model_dir
 from tuneforge.models.smollm2 import INSTALL_COMMAND as SMOLLM2_INSTALL
+from tuneforge.models.smollm2 import MODEL_CARD_NOTE as SMOLLM2_CARD_NOTE
 from tuneforge.models.smollm2 import smollm2_model_dir
 
 PAIR_SEPARATOR = "+"
@@ -53,6 +54,7 @@ class BaseSpec:
     max_length: int = 256
     description: str = ""
     kind: str = ENCODER
+    card_note: str = ""  # what a tuned model's card must say about the base (e.g. quantized)
 
 
 def _minilm_path() -> Path:
@@ -94,6 +96,7 @@ BASE_MODELS: dict[str, BaseSpec] = {
         description="SmolLM2-135M-Instruct: English chat causal LM, 30 layers, 576 dims, "
         "135M parameters; dequantized from a 4-bit (Q4_1) GGUF",
         kind=CAUSAL_LM,
+        card_note=SMOLLM2_CARD_NOTE,
     ),
 }
 
