@@ -51,6 +51,8 @@ PLANS = {
     "partial2-lr1e-3-ls0": ("partial", 6, 1e-3, {"top_layers": 2}, {"label_smoothing": 0.0}),
     "partial2-lr1e-3": ("partial", 6, 1e-3, {"top_layers": 2}, {}),
     "partial3-lr1e-3-ls0": ("partial", 6, 1e-3, {"top_layers": 3}, {"label_smoothing": 0.0}),
+    # mpnet: partial3 at 1e-3 stayed at dev F1 0 for 6 epochs (collapsed to O); a 5x smaller step
+    "partial3-lr2e-4-ls0": ("partial", 6, 2e-4, {"top_layers": 3}, {"label_smoothing": 0.0}),
     "partial4-lr3e-4-ls0": ("partial", 5, 3e-4, {"top_layers": 4}, {"label_smoothing": 0.0}),
     "full-lr2e-4-ls0": ("full", 6, 2e-4, {}, {"label_smoothing": 0.0}),
     "full-lr3e-4-ls0": ("full", 6, 3e-4, {}, {"label_smoothing": 0.0}),
