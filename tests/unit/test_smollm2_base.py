@@ -13,19 +13,14 @@ from tuneforge.errors import ModelNotFoundError
 from tuneforge.models import smollm2
 from tuneforge.models.registry import BASE_MODELS, CAUSAL_LM, ENCODER, resolve_base
 
+_TINY = dict(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+             num_attention_heads=2)  # fmt: skip
+
 
 def _tiny_llama(path):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=4096,
-    )
+    config = LlamaConfig(**_TINY, num_key_value_heads=1, max_position_embeddings=4096)
     LlamaForCausalLM(config).save_pretrained(path)
     return path
 
@@ -33,15 +28,7 @@ def _tiny_llama(path):
 def _tiny_bert(path):
     from transformers import BertConfig, BertModel
 
-    config = BertConfig(
-        vocab_size=64,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        max_position_embeddings=64,
-    )
-    BertModel(config).save_pretrained(path)
+    BertModel(BertConfig(**_TINY, max_position_embeddings=64)).save_pretrained(path)
     return path
 
 
