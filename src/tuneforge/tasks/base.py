@@ -146,6 +146,31 @@ class Task:
 TASKS: dict[str, Task] = {}
 
 
+def with_options(task: Task, options: dict, recorded: tuple[str, ...] = ()) -> Task:
+    """A new `task` of the same class with `options` over its own (`Task.configured` for a task
+    whose `__init__` takes its options); a bad option is a ConfigError listing the options,
+    except the `recorded` fields, which training writes."""
+    from pydantic import ValidationError
+
+    try:
+        return type(task)({**task.options.model_dump(), **options})
+    except ValidationError as exc:
+        fields = ", ".join(k for k in task.Config.model_fields if k not in recorded)
+        raise ConfigError(
+            f"Invalid option for the {task.name} task: {exc.errors()[0]['msg']} "
+            f"at {exc.errors()[0]['loc']}. Options: {fields}."
+        ) from None
+
+
+def print_warnings(warnings: list[str]) -> None:
+    """A data set's or a tokenization's warnings, on the console, in yellow."""
+    if warnings:
+        from tuneforge.training.progress import console
+
+        for warning in warnings:
+            console.print(f"[yellow]warning:[/] {warning}")
+
+
 def register_task(cls: type[Task]) -> type[Task]:
     """Class decorator: make a task available by its `name` to `tune`, the CLI and serving."""
     if not cls.name:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from tuneforge.errors import ConfigError, DataError
-from tuneforge.tasks.base import Task, TaskConfig, register_task
+from tuneforge.tasks.base import Task, TaskConfig, print_warnings, register_task, with_options
 from tuneforge.tasks.chat_data import (
     IGNORE,
     NOT_CHAT_KEYS,
@@ -109,15 +109,7 @@ class Chat(Task):
         self.options = ChatConfig(**(options or {}))
 
     def configured(self, options: dict) -> Chat:
-        from pydantic import ValidationError
-
-        try:
-            return Chat({**self.options.model_dump(), **options})
-        except ValidationError as exc:
-            raise ConfigError(
-                f"Invalid option for the chat task: {exc.errors()[0]['msg']} at "
-                f"{exc.errors()[0]['loc']}. Options: {', '.join(ChatConfig.model_fields)}."
-            ) from None
+        return with_options(self, options)
 
     # ---- data --------------------------------------------------------------------------------
     @classmethod
@@ -130,7 +122,7 @@ class Chat(Task):
 
     def load(self, path, text_col=None, label_col=None, require_labels=True) -> ChatDataset:
         ds = load_chats(path, require_target=require_labels)
-        _print_warnings(ds.warnings)
+        print_warnings(ds.warnings)
         return ds
 
     def check_trainable(self, ds: ChatDataset) -> None:
@@ -165,7 +157,7 @@ class Chat(Task):
         rows = tokenize_chats(
             tokenizer, ds, max_length, self.options.loss_on, self.options.truncate
         )
-        _print_warnings(rows.warnings)
+        print_warnings(rows.warnings)
         return rows
 
     def prepare(self, ctx, ds: ChatDataset, split: str) -> ChatDataset:
@@ -271,11 +263,3 @@ def hf_model_of(model) -> nn.Module:
 
 def _perplexity(loss: float) -> float:
     return math.exp(min(loss, 50.0))  # capped: an untrained model's would overflow
-
-
-def _print_warnings(warnings: list[str]) -> None:
-    if warnings:
-        from tuneforge.training.progress import console
-
-        for warning in warnings:
-            console.print(f"[yellow]warning:[/] {warning}")

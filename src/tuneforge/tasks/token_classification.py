@@ -20,11 +20,11 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from tuneforge.errors import ConfigError, DataError
+from tuneforge.errors import DataError
 from tuneforge.evaluation.calibration import softmax
 from tuneforge.evaluation.metrics import evaluate_spans
 from tuneforge.tasks import crf as crf_layer
-from tuneforge.tasks.base import Task, TaskConfig, register_task
+from tuneforge.tasks.base import Task, TaskConfig, print_warnings, register_task, with_options
 from tuneforge.tasks.tags import SCHEMES, decode_bio, repair_bio, tag_names
 from tuneforge.tasks.token_data import TokenDataset, load_tokens, token_format
 from tuneforge.training.job import TrainJob
@@ -134,18 +134,7 @@ class TokenClassification(Task):
         self.options = TokenClassificationConfig(**(options or {}))
 
     def configured(self, options: dict) -> TokenClassification:
-        from pydantic import ValidationError
-
-        try:
-            return TokenClassification({**self.options.model_dump(), **options})
-        except ValidationError as exc:
-            fields = ", ".join(
-                k for k in TokenClassificationConfig.model_fields if k not in _RECORDED
-            )
-            raise ConfigError(
-                f"Invalid option for the token-classification task: {exc.errors()[0]['msg']} "
-                f"at {exc.errors()[0]['loc']}. Options: {fields}."
-            ) from None
+        return with_options(self, options, _RECORDED)
 
     # ---- data --------------------------------------------------------------------------------
     @classmethod
@@ -156,7 +145,7 @@ class TokenClassification(Task):
         ds = load_tokens(
             path, label_col, require_labels, self.options.scheme, self.options.repair_tags
         )
-        _print_warnings(ds)
+        print_warnings(ds.warnings)
         return ds
 
     def load_for(self, model, data, text_col=None, label_col=None) -> TokenDataset:
@@ -166,7 +155,7 @@ class TokenClassification(Task):
         layer = opts.layer or ""
         trained_on = layer.removeprefix("column ") if layer.startswith("column ") else layer
         ds = load_tokens(data, label_col or trained_on or None, True, opts.scheme, opts.repair_tags)
-        _print_warnings(ds)
+        print_warnings(ds.warnings)
         return ds
 
     def check_trainable(self, ds: TokenDataset) -> None:
@@ -398,14 +387,6 @@ class TokenClassification(Task):
 
 def _log(probabilities: np.ndarray) -> np.ndarray:
     return np.log(np.clip(probabilities, 1e-12, None))
-
-
-def _print_warnings(ds: TokenDataset) -> None:
-    if ds.warnings:
-        from tuneforge.training.progress import console
-
-        for warning in ds.warnings:
-            console.print(f"[yellow]warning:[/] {warning}")
 
 
 def encode_words(tokenizer, words: list[list[str]], max_length: int):
