@@ -21,13 +21,16 @@ def evaluate(
     batch_size: int = typer.Option(64),
 ) -> None:
     """Score a model: text classification: accuracy, macro-F1, per-class table, confusion
-    matrix; token classification: strict span F1, precision, recall, per type."""
+    matrix; token classification: strict span F1, precision, recall, per type; chat: loss,
+    perplexity, and greedy answers' exact match, token F1, ROUGE-L (JSON validity and field F1
+    when the reference answers are JSON objects)."""
     from rich.console import Console
 
     from tuneforge.tuned_model import TunedModel
 
     model = TunedModel.load(model_dir)
     result = model.evaluate(data, text_col, label_col, batch_size)
+    # the table has no caption: the summary line is printed here, once
     Console().print(result.table(f"{model_dir.name} on {data.name}"))
     typer.echo(result.summary_line())
     if getattr(result, "unknown_labels", None):

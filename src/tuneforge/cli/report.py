@@ -77,17 +77,17 @@ def report(
 
 
 def tagged_report(model, data: Path, out: Path, json_out: Path | None, label_col) -> None:
-    """A token model's report: its task's section (span scores, errors) and training curves."""
-    from tuneforge.evaluation.report import token_report
+    """A token or chat model's report: its task's section (span scores and errors; answer
+    scores and the worst answers) and the training curves."""
+    from tuneforge.evaluation.report import chat_report, token_report
     from tuneforge.evaluation.report_html import write_report
 
-    result = token_report(model, model.task.load_for(model, data, None, label_col))
+    build = chat_report if model.config.task == "chat" else token_report
+    result = build(model, model.task.load_for(model, data, None, label_col))
     path = write_report(result, out)
     figures = result.figures()
     if json_out:
         write_text_atomically(json_out, json.dumps(figures, indent=1, default=str))
-    typer.echo(
-        f"span F1 {figures['f1']:.4f} · precision {figures['precision']:.4f} · recall "
-        f"{figures['recall']:.4f} · macro-F1 {figures['macro_f1']:.4f}"
-    )
+    section = result.sections.get("generative") or result.sections["spans"]
+    typer.echo(section["result"].summary_line())
     typer.echo(f"Wrote {path} in {result.seconds:.0f} s")

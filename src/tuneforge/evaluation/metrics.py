@@ -45,15 +45,16 @@ class EvalResult:
         )
 
     def table(self, title: str = "Evaluation"):
-        """A rich Table: the summary row, then every class sorted by F1 (worst first)."""
-        return score_table(title, self.summary_line(), "class", self.per_class)
+        """A rich Table of every class, sorted by F1 (worst first); the summary line is printed
+        apart, by the caller (as a caption too, it appeared twice)."""
+        return score_table(title, "class", self.per_class)
 
 
-def score_table(title: str, caption: str, kind: str, rows: dict[str, dict]):
+def score_table(title: str, kind: str, rows: dict[str, dict]):
     """A rich Table of precision/recall/F1/support per class or type, worst F1 first."""
     from rich.table import Table
 
-    table = Table(title=title, caption=caption)
+    table = Table(title=title)
     for col in (kind, "precision", "recall", "F1", "support"):
         table.add_column(col, justify="left" if col == kind else "right")
     for name, row in sorted(rows.items(), key=lambda kv: kv[1]["f1"]):
@@ -165,7 +166,7 @@ class SpanEvalResult:
         )
 
     def table(self, title: str = "Evaluation"):
-        return score_table(title, self.summary_line(), "type", self.per_type)
+        return score_table(title, "type", self.per_type)
 
 
 def evaluate_spans(

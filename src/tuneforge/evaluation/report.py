@@ -61,6 +61,8 @@ class Report:
         s = self.sections
         if "spans" in s:
             return s["spans"]["result"].summary()
+        if "generative" in s:
+            return s["generative"]["result"].summary()
         out = {k: v.value for k, v in s["summary"]["intervals"].items()}
         out.update({k: s["calibration"][k] for k in ("ece_before", "ece_after", "temperature")})
         a = s["abstention"]
@@ -92,6 +94,8 @@ def build_report(
 
     if model.config.task == "token-classification":
         return token_report(model, test)
+    if model.config.task == "chat":
+        return chat_report(model, test)
     if model.config.multi_label:
         raise ConfigError("The report supports single-label models; use `tuneforge eval`.")
     opts = options or ReportOptions()
@@ -121,11 +125,23 @@ def build_report(
 def token_report(model, test) -> Report:
     """A tagger's report: span scores per type, missed and spurious spans with their
     sentences, type confusions, and the training curves."""
+    return _task_report(model, test, "spans", {"types": model.config.task_config})
+
+
+def chat_report(model, test) -> Report:
+    """A chat model's report: loss, perplexity and answer scores, the worst answers beside
+    their references and prompts, and the training curves."""
+    return _task_report(model, test, "generative", {"config": model.config})
+
+
+def _task_report(model, test, section: str, extra: dict) -> Report:
+    """The task's own `evaluate` as one section (its result, plus `extra`), then the training
+    curves."""
     started = time.monotonic()
     result = model.evaluate(test)
     name = model.path.name if model.path else "model"
     report = Report(title=f"{name} on {Path(test.source).name}")
-    report.sections["spans"] = {"result": result, "types": model.config.task_config}
+    report.sections[section] = {"result": result, **extra}
     report.sections["training"] = {
         "svg": plots.training_curves(model.log),
         "records": len(model.log),

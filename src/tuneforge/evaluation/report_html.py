@@ -22,6 +22,7 @@ text-align:left;vertical-align:top}th{background:#f6f8fa}table.sortable th{curso
 td.num{text-align:right;font-variant-numeric:tabular-nums}.figs{display:flex;flex-wrap:wrap;gap:16px}
 .figs svg{max-width:100%;height:auto}.tok{border-radius:3px;padding:0 1px}
 .ok{color:#1a7f37}.bad{color:#cf222e}.scroll{max-height:460px;overflow:auto}
+.pre{white-space:pre-wrap;max-width:380px;word-break:break-word}
 """
 
 # Click a header to sort by that column; numbers compare as numbers.
@@ -38,6 +39,7 @@ document.querySelectorAll('table.sortable th').forEach((th, col) => th.addEventL
 SECTIONS = [
     ("summary", "Summary"),
     ("spans", "Spans"),
+    ("generative", "Generation"),
     ("per-class", "Per class"),
     ("confusion", "Confusions"),
     ("calibration", "Calibration"),
@@ -267,6 +269,67 @@ def _spans(s: dict) -> str:
     )
 
 
+SHOWN_CHARS = 2000  # of one prompt, reference or answer; the metrics JSON has them whole
+
+
+def _text_cell(text: str) -> str:
+    cut = text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + " …"
+    return f"<div class='pre'>{esc(cut)}</div>"
+
+
+def _generative(g: dict) -> str:
+    """A chat model's section: the metrics, per JSON field, and the worst answers."""
+    r, cfg = g["result"], g["config"]
+    meta = (
+        f"{r.n} conversations, {r.answered} answered (greedy) · {r.tokens} labelled tokens · "
+        f"method <code>{esc(cfg.method)}</code> · base <code>{esc(cfg.base)}</code>"
+    )
+    rows = [["loss (per labelled token)", f"{r.loss:.4f}"], ["perplexity", f"{r.perplexity:.2f}"]]
+    if r.exact_match is not None:
+        rows += [
+            ["exact match", f"{r.exact_match:.4f}"],
+            ["token F1", f"{r.token_f1:.4f}"],
+            ["ROUGE-L", f"{r.rouge_l:.4f}"],
+        ]
+    if r.json_valid is not None:
+        rows += [["valid JSON", f"{r.json_valid:.4f}"], ["field F1 (micro)", f"{r.field_f1:.4f}"]]
+    out = f"<p class='muted'>{meta}</p>" + _table(["metric", "value"], rows, nums=(1,))
+    if r.exact_match is None:
+        return out + (
+            "<p class='muted'>No conversation ends with an assistant turn: there are no "
+            "answers to score, only the loss.</p>"
+        )
+    if r.field_scores:
+        fields = [
+            [esc(k), f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", v["support"]]
+            for k, v in sorted(r.field_scores.items(), key=lambda kv: kv[1]["f1"])
+        ]
+        head = ["field", "precision", "recall", "F1", "reference items"]
+        out += "<h3>Per JSON field</h3>" + _table(head, fields, True, (1, 2, 3, 4))
+    return out + "<h3>Worst answers</h3>" + _worst_answers(r.examples)
+
+
+def _worst_answers(examples: list[dict]) -> str:
+    if not examples:
+        return "<p class='ok'>Every answer matches its reference.</p>"
+    rows = [
+        [
+            _text_cell(e["prompt"]),
+            _text_cell(e["expected"]),
+            _text_cell(e["generated"]),
+            f"{e['rouge_l']:.3f}",
+            f"{e['token_f1']:.3f}",
+        ]
+        for e in examples
+    ]
+    note = (
+        f"<p class='muted'>The {len(rows)} worst missed answers, lowest ROUGE-L (then token F1)"
+        " first.</p>"
+    )
+    head = ["prompt", "reference", "generated", "ROUGE-L", "token F1"]
+    return note + _table(head, rows, nums=(3, 4))
+
+
 def _training(t: dict) -> str:
     if t["svg"] is None:
         return (
@@ -301,6 +364,7 @@ def _compare(c: dict) -> str:
 
 RENDER = {
     "spans": _spans,
+    "generative": _generative,
     "summary": _summary,
     "per-class": _per_class,
     "confusion": _confusion,
