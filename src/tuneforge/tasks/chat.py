@@ -31,12 +31,15 @@ from tuneforge.tasks.chat_data import (
     load_chats,
     tokenize_chats,
 )
+from tuneforge.tasks.chat_packing import pack, pack_labels, packed_batches
 from tuneforge.training.job import TrainJob
 
 
 class ChatConfig(TaskConfig):
     loss_on: Literal["assistant", "all", "text"] = "assistant"
     truncate: bool = False  # cut rows longer than --max-length (with a warning), not an error
+    # pack short training rows into --max-length windows (block-diagonal attention), no padding
+    packing: bool = False
 
 
 class CausalLM(nn.Module):
@@ -61,11 +64,18 @@ class CausalLM(nn.Module):
         """Vocabulary logits of some hidden states (the LM's output embedding)."""
         return self.hf_model.get_output_embeddings()(hidden)
 
-    def forward(self, input_ids, attention_mask, **extra) -> torch.Tensor:
-        return self.body()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    def forward(self, input_ids, attention_mask=None, position_ids=None, **extra) -> torch.Tensor:
+        # no KV cache: it is of no use here, and with one the decoder would not see packing
+        return self.body()(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=False,
+        ).last_hidden_state
 
-    def readout(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.project(hidden)
+    def top_layers_module(self, layers: nn.ModuleList) -> TopDecoder:
+        """What `partial` trains: these top layers on cached states (methods/partial.py)."""
+        return TopDecoder(self, layers)
 
     def outputs(self, input_ids, attention_mask, **extra) -> dict[str, torch.Tensor]:
         """The next-token `logits` after each row's last token, and the mean `embedding`."""
@@ -75,6 +85,34 @@ class CausalLM(nn.Module):
         last = attention_mask.sum(1) - 1
         logits = self.project(states[torch.arange(len(states)), last])
         return {"logits": logits, "embedding": mean_pool(states, attention_mask)}
+
+
+class TopDecoder(nn.Module):
+    """The decoder's top layers on cached hidden states. The LM body itself runs, with only
+    these layers in place, so the causal (or packed) mask, rotary positions and final norm are
+    exactly those of a whole pass; its output is the last hidden states, like `CausalLM`'s."""
+
+    def __init__(self, lm: CausalLM, layers: nn.ModuleList) -> None:
+        super().__init__()
+        self.layers = layers
+        self._lm = (lm,)  # a tuple, so the frozen model is no submodule of what trains
+
+    def forward(self, hidden, attention_mask=None, position_ids=None) -> torch.Tensor:
+        body = self._lm[0].body()
+        every = body.layers
+        body.layers = self.layers
+        try:
+            return body(
+                inputs_embeds=hidden,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                use_cache=False,
+            ).last_hidden_state
+        finally:
+            body.layers = every
+
+    def project(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self._lm[0].project(hidden)
 
 
 def next_token_loss(
@@ -187,10 +225,19 @@ class Chat(Task):
         return self.options.model_dump()
 
     # ---- training ----------------------------------------------------------------------------
-    def job(self, ctx, module: CausalLM, features: dict, collate_one, lengths) -> TrainJob:
+    def job(self, ctx, module: nn.Module, features: dict, collate_one, lengths) -> TrainJob:
         rows = {split: self.inputs(ds) for split, ds in ctx.splits().items()}
+        packed = self.options.packing  # training batches only: scores need each row's outputs
+        window, pad = ctx.max_length, ctx.load_tokenizer().pad_token_id or 0
+
+        def collate(split: str, ix: list[int]) -> dict[str, torch.Tensor]:
+            if packed and split == "train":
+                return pack([features[split][i] for i in ix], window, pad)
+            return collate_one([features[split][i] for i in ix])
 
         def targets(split: str, ix: list[int]) -> torch.Tensor:
+            if packed and split == "train":
+                return pack_labels([rows[split][i]["labels"] for i in ix], window)
             width = max(len(rows[split][i]["labels"]) for i in ix)
             out = torch.full((len(ix), width), IGNORE, dtype=torch.long)
             for r, i in enumerate(ix):
@@ -211,10 +258,19 @@ class Chat(Task):
             loss = total / max(count, 1)
             return {"neg_loss": -loss, "eval_loss": loss, "perplexity": _perplexity(loss)}
 
+        sizes = {split: [lengths(f) for f in feats] for split, feats in features.items()}
+        batches = None
+        if packed:
+            cfg = ctx.config
+
+            def batches(epoch: int) -> list[list[int]]:
+                return packed_batches(sizes["train"], window, cfg.batch_size, cfg.seed + epoch)
+
         return TrainJob(
             module=module,
-            collate=lambda split, ix: collate_one([features[split][i] for i in ix]),
-            lengths={split: [lengths(f) for f in feats] for split, feats in features.items()},
+            collate=collate,
+            lengths=sizes,
+            batches=batches,
             targets=targets,
             loss=lambda hidden, labels: next_token_loss(module, hidden, labels),
             score=score,
