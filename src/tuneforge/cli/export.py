@@ -1,4 +1,5 @@
-"""`tuneforge export`: ONNX (optionally int8, pruned) artifact, refused if it loses accuracy."""
+"""`tuneforge export`: ONNX (optionally int8, pruned) artifact, refused if it loses accuracy; a
+chat model as one GGUF file (llama.cpp, Ollama) or a merged Hugging Face directory."""
 
 from __future__ import annotations
 
@@ -14,19 +15,35 @@ from tuneforge.cli.app import app
     epilog="Examples:\n\n"
     "tuneforge export runs/bank77 --out runs/bank77-onnx --quantize int8 --val val.csv\n\n"
     "tuneforge export runs/bank77 --out runs/bank77-small --quantize int8 --prune-layers 2 "
-    "--distil-data train.csv --val val.csv"
+    "--distil-data train.csv --val val.csv\n\n"
+    "tuneforge export runs/support-lm --format gguf --out support.gguf --quantize q8_0\n\n"
+    "tuneforge export runs/support-lm --format hf --out support-hf"
 )
 def export(
     model_dir: Path = typer.Argument(..., help="Model directory from `tuneforge train`."),
-    out: Path = typer.Option(..., "--out", "-o", help="Directory for the exported model."),
-    quantize: str | None = typer.Option(None, help="'int8': dynamic int8 quantization."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Directory for the exported model (gguf: the .gguf file)."
+    ),
+    fmt: str = typer.Option(
+        "onnx",
+        "--format",
+        help="onnx (any model), gguf (chat models: one file for llama.cpp / Ollama) or hf "
+        "(chat models: the merged Hugging Face directory).",
+    ),
+    quantize: str | None = typer.Option(
+        None,
+        help="onnx: 'int8' (dynamic quantization). gguf: f32, f16 (default: half the size, "
+        "logits within ~0.1%) or q8_0 (8-bit blocks, a quarter of f32).",
+    ),
     prune_layers: int = typer.Option(
         0, help="Drop this many encoder layers (evenly spread), then re-tune from the original."
     ),
     val: Path | None = typer.Option(None, help="Labelled validation file for the accuracy gate."),
     max_loss: float = typer.Option(0.5, help="Largest accuracy loss allowed, in points."),
     force: bool = typer.Option(False, "--force", help="Write even if the gate fails."),
-    skip_gate: bool = typer.Option(False, "--skip-gate", help="Export without --val."),
+    skip_gate: bool = typer.Option(
+        False, "--skip-gate", help="onnx: export without --val; gguf/hf: skip the logits check."
+    ),
     distil_data: Path | None = typer.Option(
         None, help="Data to re-tune a pruned model on (training file; labels used if present)."
     ),
@@ -35,7 +52,16 @@ def export(
     label_col: str | None = typer.Option(None),
     no_fuse: bool = typer.Option(False, "--no-fuse", help="Skip onnxruntime op fusion."),
 ) -> None:
-    """Export to ONNX for fast CPU inference (`TunedModel.load` and `serve` run it as usual)."""
+    """Export to ONNX for fast CPU inference (`TunedModel.load` and `serve` run it as usual),
+    or a chat model to GGUF / Hugging Face (checked: reloaded, same tokens and logits)."""
+    if fmt in ("gguf", "hf"):
+        onnx_only = {"--prune-layers": prune_layers, "--val": val, "--distil-data": distil_data}
+        _export_chat(model_dir, out, fmt, quantize, skip_gate, force, onnx_only)
+        return
+    if fmt != "onnx":
+        from tuneforge.errors import ConfigError
+
+        raise ConfigError(f"--format must be onnx, gguf or hf (got {fmt!r}).")
     from tuneforge.export import export_model
 
     report = export_model(
@@ -61,4 +87,28 @@ def export(
             + (" — over the limit, written because of --force" if gate["forced"] else "")
         )
     typer.echo(json.dumps({"size_mb": report.size_mb, **report.parity}))
+    typer.echo(f"Wrote {report.path}")
+
+
+def _export_chat(model_dir, out, fmt, quantize, skip_gate, force, onnx_only) -> None:
+    from tuneforge.errors import ConfigError
+    from tuneforge.export.gguf_export import export_gguf, parity_line
+    from tuneforge.export.hf_export import export_hf
+
+    given = [flag for flag, value in onnx_only.items() if value]
+    if given:
+        raise ConfigError(f"{', '.join(given)}: ONNX options; --format {fmt} takes none of them.")
+    if fmt == "hf" and quantize:
+        raise ConfigError("--format hf writes the float32 weights; drop --quantize.")
+    if fmt == "gguf":
+        report = export_gguf(model_dir, out, quantize=quantize, check=not skip_gate, force=force)
+    else:
+        report = export_hf(model_dir, out, check=not skip_gate, force=force)
+    parity = report.parity
+    if parity:
+        verdict = "ok" if parity["passed"] else "FAILED — written because of --force"
+        typer.echo(
+            f"Check ({report.format} {report.quantize} reloaded): {parity_line(parity)}: {verdict}"
+        )
+    typer.echo(json.dumps({"size_mb": report.size_mb, "seconds": report.seconds}))
     typer.echo(f"Wrote {report.path}")
