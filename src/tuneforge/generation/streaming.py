@@ -2,21 +2,26 @@
 
 generate runs in a thread and feeds transformers' `TextIteratorStreamer`; this side holds back any
 tail that could begin a stop string, so the pieces never show one and their concatenation equals
-`generate(...)[0].text` for the same options. Leaving the loop early stops the thread's decoding.
+`generate(...)[0].text` for the same options. Leaving the loop early stops the thread's decoding,
+and so does setting `cancel` from another thread (a server whose client went away); `on_end`
+receives the whole `Generation` (token counts, finish_reason) once decoding is over.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
+from tuneforge.generation.constrained import end_token_ids
 from tuneforge.generation.generate import (
+    Generation,
     Prompt,
     encode_prompt,
+    finish,
     first_stop,
     generation_kwargs,
     seeded,
@@ -25,7 +30,13 @@ from tuneforge.generation.options import GenerationOptions
 
 
 def stream(
-    model: Any, tokenizer: Any, prompt: Prompt, options: GenerationOptions | None = None
+    model: Any,
+    tokenizer: Any,
+    prompt: Prompt,
+    options: GenerationOptions | None = None,
+    *,
+    cancel: threading.Event | None = None,
+    on_end: Callable[[Generation], None] | None = None,
 ) -> Iterator[str]:
     """Yield the generated text for one prompt (string or conversation) in pieces."""
     options = options or GenerationOptions()
@@ -33,19 +44,21 @@ def stream(
     input_ids = torch.tensor([ids])
     kwargs, constraint = generation_kwargs(model, tokenizer, options, len(ids))
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-    cancel = threading.Event()
+    cancel = cancel or threading.Event()
     kwargs["stopping_criteria"] = StoppingCriteriaList([_Cancelled(cancel)])
     failure: list[BaseException] = []
+    output: list[torch.Tensor] = []
 
     def run() -> None:
         try:
             with seeded(options.seed), torch.no_grad():
-                model.generate(
+                out = model.generate(
                     input_ids=input_ids,
                     attention_mask=torch.ones_like(input_ids),
                     streamer=streamer,
                     **kwargs,
                 )
+            output.append(out[0])
         except BaseException as exc:  # re-raised in the caller's thread
             failure.append(exc)
             streamer.on_finalized_text("", stream_end=True)  # unblocks the iterator
@@ -68,6 +81,10 @@ def stream(
     finally:
         cancel.set()
         thread.join()
+    if on_end is not None and output:  # counted as `generate` counts (stop strings, EOS)
+        new_ids = output[0][len(ids) :].tolist()
+        eos_ids = end_token_ids(model, tokenizer)
+        on_end(finish(tokenizer, new_ids, len(ids), options, constraint, eos_ids))
 
 
 class _Cancelled(StoppingCriteria):

@@ -22,7 +22,7 @@ from tuneforge.serving.logs import AccessLogMiddleware, server_log
 from tuneforge.serving.metrics import ServerMetrics
 from tuneforge.serving.models import ModelRepository
 from tuneforge.serving.openapi import Error, install
-from tuneforge.serving.protocols import native, openai, v2
+from tuneforge.serving.protocols import native, openai, openai_chat, v2
 
 
 def build_app(
@@ -49,7 +49,7 @@ def build_app(
     app.state.repository, app.state.limits, app.state.metrics = repository, limits, metrics
     app.state.admin_keys = KeySet(admin_keys or [])
     app.state.draining = False
-    for router in (native.router, v2.router, openai.router):
+    for router in (native.router, v2.router, openai.router, openai_chat.router):
         app.include_router(router)
     _add_operations(app)
     install(app)  # the responses the middlewares and handlers give, in the OpenAPI schema

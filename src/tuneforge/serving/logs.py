@@ -44,6 +44,8 @@ def setup_logging(level: int = logging.INFO, stream=None) -> logging.Handler:
 
 KNOWN_ROUTES = {
     "/v1/embeddings",
+    "/v1/chat/completions",
+    "/v1/completions",
     "/v1/models",
     "/metrics",
     "/v2/health/live",

@@ -12,6 +12,7 @@ from prometheus_client import (
 )
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+FIRST_TOKEN_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
@@ -55,6 +56,33 @@ class ServerMetrics:
             "tuneforge_shed",
             "Requests refused by admission control (503)",
             ["model"],
+            registry=r,
+        )
+
+        # generation (chat models): kind is "chat" or "completion"
+        self.generation_requests = Counter(
+            "tuneforge_generation_requests",
+            "Generation requests answered",
+            ["model", "kind", "stream"],
+            registry=r,
+        )
+        self.generated_tokens = Counter(
+            "tuneforge_generated_tokens", "Tokens generated", ["model"], registry=r
+        )
+        self.prompt_tokens = Counter(
+            "tuneforge_prompt_tokens", "Prompt tokens read", ["model"], registry=r
+        )
+        self.generate_calls = Counter(
+            "tuneforge_generate_calls",
+            "Batched generate() calls (one per group of requests with the same options)",
+            ["model"],
+            registry=r,
+        )
+        self.time_to_first_token = Histogram(
+            "tuneforge_time_to_first_token_seconds",
+            "Request arrival to the first streamed text",
+            ["model"],
+            buckets=FIRST_TOKEN_BUCKETS,
             registry=r,
         )
 

@@ -1,8 +1,8 @@
 """Served models: a `ServedModel` wraps one loaded `TunedModel` version with its micro-batchers;
 `ModelRepository` maps names to them and swaps in new versions without dropping requests.
 
-Protocol modules (native, v2, openai) only call `predict` / `embed` / `explain` here: one
-internal request path, whatever the wire format.
+Protocol modules (native, v2, openai, openai_chat) only call `predict` / `embed` / `explain` /
+`generate` / `stream` here: one internal request path, whatever the wire format.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from tuneforge.serving.batching import Closed, MicroBatcher
+from tuneforge.serving.generating import StreamSlots, generate_grouped, stream_async
 from tuneforge.serving.pii import mask_pii
 
 
@@ -29,6 +30,9 @@ class BatchSettings:
     # A micro-batch is length-sorted and cut into forward passes of this size: a random batch
     # of 32 short texts padded to its longest ran at a third of the sorted throughput.
     forward_batch: int = 8
+    # generation (chat models): a pass decodes many tokens, so answers take seconds, not ms
+    generate_max_delay_ms: float = 60_000.0
+    max_streams: int = 4  # streams decoding at once (each is its own batch-size-1 generate)
 
 
 def artifact_version(path: Path) -> str:
@@ -58,6 +62,10 @@ class ServedModel:
         }
         self._predict = MicroBatcher(self._predict_batch, **common)
         self._embed = MicroBatcher(self._embed_batch, **common)
+        generating = {**common, "max_delay_ms": settings.generate_max_delay_ms}
+        self._generate = MicroBatcher(self._generate_batch, **generating)
+        self.streams = StreamSlots(settings.max_streams, settings.max_queue)
+        self.metrics = metrics
 
     @classmethod
     def load(cls, name: str, path: Path, settings: BatchSettings, metrics=None) -> ServedModel:
@@ -72,6 +80,14 @@ class ServedModel:
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
         return self.model.embed(texts, batch_size=self.settings.forward_batch)
 
+    def _generate_batch(self, items: list) -> list:
+        def counted() -> None:
+            if self.metrics is not None:
+                self.metrics.generate_calls.labels(self.name).inc()
+
+        batch = self.settings.forward_batch
+        return generate_grouped(self.task, self.model, items, batch, counted)
+
     def _prepare(self, texts: list[str]) -> list[str]:
         return [mask_pii(t) for t in texts] if self.settings.mask_pii else list(texts)
 
@@ -82,15 +98,38 @@ class ServedModel:
 
         return getattr(self.model, "task", None) or get_task("text-classification")
 
+    def _prepare_prompt(self, prompt):
+        """A prompt string or conversation with its texts masked (with --mask-pii)."""
+        if not self.settings.mask_pii:
+            return prompt
+        if isinstance(prompt, str):
+            return mask_pii(prompt)
+        return [{**m, "content": mask_pii(m["content"])} for m in prompt]
+
     @property
     def queued_texts(self) -> int:
-        return self._predict.queued_texts + self._embed.queued_texts
+        return sum(b.queued_texts for b in (self._predict, self._embed, self._generate))
 
     async def predict(self, texts: list[str]) -> list:
         return await self._predict.submit(self._prepare(texts))
 
     async def embed(self, texts: list[str]) -> np.ndarray:
         return np.asarray(await self._embed.submit(self._prepare(texts)), dtype=np.float32)
+
+    async def generate(self, items: list) -> list:
+        """A Generation per `(prompt, GenerationOptions)` item, batched with other requests."""
+        results = await self._generate.submit([(self._prepare_prompt(p), o) for p, o in items])
+        failed = next((r for r in results if isinstance(r, Exception)), None)
+        if failed is not None:
+            raise failed
+        return results
+
+    def stream(self, prompt, options):
+        """Text pieces, then the Generation, for one prompt (`generating.stream_async`)."""
+        from tuneforge.tasks.chat import hf_model_of
+
+        lm = hf_model_of(self.model)
+        return stream_async(lm, self.model.tokenizer, self._prepare_prompt(prompt), options)
 
     async def explain(self, texts: list[str]) -> list[dict]:
         """Token attributions by occlusion (works for every runtime); outside the batcher."""
@@ -104,7 +143,7 @@ class ServedModel:
         return out
 
     async def close(self) -> None:
-        await asyncio.gather(self._predict.close(), self._embed.close())
+        await asyncio.gather(self._predict.close(), self._embed.close(), self._generate.close())
 
 
 class ModelRepository:

@@ -30,16 +30,26 @@ async def run(request: Request, name: str, op: str, texts: list[str]):
     problem = request.app.state.limits.check_texts(texts)
     if problem:
         raise HTTPException(*problem)
+    return await call(request, name, op, clean(texts))
+
+
+async def call(request: Request, name: str, op: str, payload: list):
+    """`ModelRepository.call` with overload and shutdown as 503s (texts already checked)."""
     try:
-        return await request.app.state.repository.call(name, op, clean(texts))
+        return await request.app.state.repository.call(name, op, payload)
     except Overloaded as exc:
-        request.app.state.metrics.shed.labels(name).inc()
-        raise HTTPException(
-            503,
-            "Server at capacity; request not queued. Retry after the Retry-After delay.",
-            headers={"Retry-After": str(math.ceil(exc.retry_after))},
-        ) from None
+        raise overloaded(request, name, exc) from None
     except Closed:
         raise HTTPException(
             503, "Server shutting down; retry on another replica.", headers={"Retry-After": "1"}
         ) from None
+
+
+def overloaded(request: Request, name: str, exc: Overloaded) -> HTTPException:
+    """The 503 for a request admission control refused (counted as shed)."""
+    request.app.state.metrics.shed.labels(name).inc()
+    return HTTPException(
+        503,
+        "Server at capacity; request not queued. Retry after the Retry-After delay.",
+        headers={"Retry-After": str(math.ceil(exc.retry_after))},
+    )
