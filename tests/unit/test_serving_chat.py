@@ -372,11 +372,18 @@ def test_concurrent_requests_are_answered_and_batched(client, live, local):
     assert max(hf_calls) > 1  # some model.generate decoded several requests at once
 
 
-def test_different_options_are_not_batched_together(live):
+def test_only_requests_with_options_alike_are_batched_together(live, local):
     served = live.repo.get("chat")
-    opts = [GenerationOptions(max_new_tokens=3), GenerationOptions(max_new_tokens=5)]
-    out = served._generate_batch([("Hi", opts[0]), ("Hi", opts[1]), ("Yo", opts[0])])
+    greedy = [GenerationOptions(max_new_tokens=3), GenerationOptions(max_new_tokens=5)]
+    out = served._generate_batch([("Hi", greedy[0]), ("Hi", greedy[1]), ("Yo", greedy[0])])
     assert [g.tokens for g in out] == [3, 5, 3]
+    # a seeded sample is the same whoever else was queued with it
+    seeded = GenerationOptions(max_new_tokens=8, temperature=1.0, seed=7)
+    alone = served._generate_batch([("Hi", seeded)])
+    crowded = served._generate_batch(
+        [("Yo", GenerationOptions(**seeded.model_dump())), ("Hi", seeded)]
+    )
+    assert crowded[1] == alone[0] == expected(local, "Hi", **seeded.model_dump())
 
 
 @pytest.fixture

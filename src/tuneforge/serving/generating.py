@@ -25,10 +25,17 @@ Item = tuple[Any, GenerationOptions]  # (prompt string or messages, options)
 
 
 def options_key(options: GenerationOptions) -> str:
-    """Options that decode alike share a key: greedy decoding ignores top_p, top_k and seed."""
+    """Options that decode alike share a key: greedy decoding ignores top_p, top_k and seed.
+
+    Seeded sampling is never batched with another request (its options object is its own
+    key): the random stream of a batch is shared by its rows, so a seed would give another
+    text depending on who else was in the batch.
+    """
     data = options.model_dump(mode="json")
     if not options.do_sample:
         data.update(top_p=1.0, top_k=0, seed=None)
+    elif options.seed is not None:
+        return f"seeded-{id(options)}"
     return GenerationOptions(**data).model_dump_json()
 
 
