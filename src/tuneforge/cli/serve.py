@@ -1,4 +1,5 @@
-"""`tuneforge serve`: an authenticated HTTP API (native, Open Inference v2, OpenAI embeddings)."""
+"""`tuneforge serve`: an authenticated HTTP API (native, Open Inference v2, OpenAI embeddings and,
+for chat models, chat completions)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,9 @@ def serve(
         500.0, help="Refuse (503) when the expected queueing delay is longer."
     ),
     max_inflight: int = typer.Option(256, help="Concurrent requests beyond which 503."),
+    max_streams: int = typer.Option(
+        4, help="Chat models: streams decoding at once (more wait, up to --max-queue)."
+    ),
     max_loop_lag_ms: float = typer.Option(
         100.0, help="503 while the event loop runs this late (0: off); a flood's first sign."
     ),
@@ -75,7 +79,9 @@ def serve(
             max_loop_lag_ms=max_loop_lag_ms,
             target_latency_ms=target_latency_ms,
         ),
-        batch=BatchSettings(max_batch, max_wait_ms, max_queue, mask_pii, max_delay_ms),
+        batch=BatchSettings(
+            max_batch, max_wait_ms, max_queue, mask_pii, max_delay_ms, max_streams=max_streams
+        ),
     )
     specs = parse_model_specs(models)
     typer.echo(f"Serving {', '.join(n for n, _ in specs)} on http://{host}:{port}", err=True)
