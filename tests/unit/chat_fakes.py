@@ -63,3 +63,29 @@ def tiny_llama(tokenizer: PreTrainedTokenizerFast, seed: int = 0):
     )
     torch.manual_seed(seed)
     return LlamaForCausalLM(config).eval()
+
+
+def tiny_chat_run(root, pairs: list[tuple[str, str]], seed: int = 0):
+    """A 1-epoch `full` chat run (seconds) on a tiny random Llama; returns its directory."""
+    import json
+
+    import torch
+
+    import tuneforge
+
+    tok = chatml_tokenizer([*CORPUS, *(f"{q} {a}" for q, a in pairs)])
+    lm = tiny_llama(tok, seed)
+    with torch.no_grad():  # confident logits, so greedy choices are not near-ties
+        lm.lm_head.weight.mul_(25)
+    lm.save_pretrained(root / "base")
+    tok.save_pretrained(root / "base")
+    rows = [
+        {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+        for q, a in pairs
+    ]
+    data = root / "chats.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tuneforge.tune(data, task="chat", base=str(root / "base"), method="full", epochs=1,
+                   batch_size=4, early_stopping=0, progress=False, max_length=64,
+                   out=root / "run")  # fmt: skip
+    return root / "run"

@@ -4,14 +4,12 @@ bad inputs and a failed check write nothing."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
 
 import tuneforge
-from chat_fakes import CORPUS, chatml_tokenizer, tiny_llama
+from chat_fakes import tiny_chat_run
 from tuneforge.errors import ConfigError
 from tuneforge.export import gguf_export
 from tuneforge.export.exporter import AccuracyGateError
@@ -26,24 +24,8 @@ F32_ATOL = 1e-5
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    """A 1-epoch `full` chat run on a tiny random Llama (untied lm_head, GQA: 4 heads, 2 kv)."""
-    root = tmp_path_factory.mktemp("gguf")
-    tok = chatml_tokenizer([*CORPUS, *(f"{q} {a}" for q, a in CHATS)])
-    lm = tiny_llama(tok)
-    with torch.no_grad():
-        lm.lm_head.weight.mul_(25)  # confident logits: argmax agreement means something
-    lm.save_pretrained(root / "base")
-    tok.save_pretrained(root / "base")
-    rows = [
-        {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
-        for q, a in CHATS * 2
-    ]
-    data = root / "chats.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    tuneforge.tune(data, task="chat", base=str(root / "base"), method="full", epochs=1,
-                   batch_size=4, early_stopping=0, progress=False, max_length=64,
-                   out=root / "run")  # fmt: skip
-    return root / "run"
+    """A 1-epoch chat run on a tiny random Llama (untied lm_head; GQA: 4 heads, 2 kv)."""
+    return tiny_chat_run(tmp_path_factory.mktemp("gguf"), CHATS * 2)
 
 
 @pytest.fixture(scope="module")

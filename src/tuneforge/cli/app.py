@@ -25,6 +25,7 @@ VERBS = [
     "evaluate",
     "predict",
     "generate",
+    "chat",
     "info",
     "demo",
     "report",

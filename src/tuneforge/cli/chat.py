@@ -1,0 +1,132 @@
+"""`tuneforge chat`: a conversation with a chat model in the terminal, its replies streamed.
+
+Each reply is generated from the whole conversation so far (rendered with the model's chat
+template). When the conversation plus room for a reply (`--max-new-tokens`) no longer fits the
+model's window, the oldest exchanges are dropped, with a note; the system prompt always stays.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tuneforge.cli.app import app
+
+COMMANDS = "/reset clears the conversation, /exit leaves (so do Ctrl-D and Ctrl-C)"
+
+
+@app.command(
+    epilog="Examples:\n\n"
+    "tuneforge chat runs/support-lm\n\n"
+    'tuneforge chat runs/support-lm --system "Answer in one sentence." --temperature 0.7'
+)
+def chat(
+    model_dir: Path = typer.Argument(..., help="Model directory of a `chat` run."),
+    system: str | None = typer.Option(None, help="A system message that starts the chat."),
+    max_new_tokens: int | None = typer.Option(None, help="Tokens per reply at most (256)."),
+    temperature: float | None = typer.Option(None, help="0 = greedy (default); > 0 samples."),
+    top_p: float | None = typer.Option(None, help="Nucleus sampling mass; 1 = off."),
+    top_k: int | None = typer.Option(None, help="Sample among the k likeliest; 0 = off."),
+    repetition_penalty: float | None = typer.Option(None, help="> 1 discourages repeats."),
+    stop: list[str] = typer.Option(None, "--stop", help="A string that ends a reply (repeat)."),
+    seed: int | None = typer.Option(None, help="Makes sampling reproducible."),
+    context: int | None = typer.Option(
+        None, help="Tokens of conversation + reply kept (default: the model's window)."
+    ),
+) -> None:
+    """Chat with a fine-tuned chat model: type a message, read the reply as it is written.
+    Ctrl-C during a reply stops that reply."""
+    from tuneforge.errors import ConfigError
+    from tuneforge.generation import GenerationOptions
+    from tuneforge.tasks.chat import hf_model_of
+    from tuneforge.tuned_model import TunedModel
+
+    model = TunedModel.load(model_dir)
+    if model.config.task != "chat":
+        raise ConfigError(
+            f"{model_dir} is a {model.config.task} model; `chat` needs a chat model (train one "
+            "with `tuneforge train chats.jsonl --task chat`). Use `tuneforge predict`."
+        )
+    options = GenerationOptions.build(
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        repetition_penalty=repetition_penalty,
+        stop=stop or None,
+        seed=seed,
+    )
+    lm = hf_model_of(model)
+    window = context or lm.config.max_position_embeddings
+    if options.max_new_tokens >= window:
+        raise ConfigError(
+            f"--max-new-tokens {options.max_new_tokens} leaves no room for the conversation in "
+            f"a {window}-token window; lower it (or raise --context)."
+        )
+    session = ChatSession(lm, model.tokenizer, options, window, system)
+    typer.echo(f"Chatting with {model_dir} ({window}-token window). {COMMANDS}.")
+    session.run()
+
+
+class ChatSession:
+    """The conversation (user and assistant turns, oldest first) and the read-reply loop."""
+
+    def __init__(self, lm, tokenizer, options, window: int, system: str | None) -> None:
+        self.lm, self.tokenizer, self.options = lm, tokenizer, options
+        self.budget = window - options.max_new_tokens  # prompt tokens that leave room to reply
+        self.system = [{"role": "system", "content": system}] if system else []
+        self.turns: list[dict[str, str]] = []
+
+    def run(self) -> None:
+        while True:
+            try:
+                line = input("> ")
+            except (EOFError, KeyboardInterrupt):
+                typer.echo()
+                return
+            text = line.strip()
+            if text in ("/exit", "/quit"):
+                return
+            if text == "/reset":
+                self.turns = []
+                typer.echo("(conversation cleared)")
+            elif text.startswith("/"):
+                typer.echo(f"Unknown command {text.split()[0]}: {COMMANDS}.")
+            elif text:
+                self.reply(text)
+
+    def reply(self, text: str) -> None:
+        from tuneforge.generation import stream
+
+        turns = self.fit([*self.turns, {"role": "user", "content": text}])
+        if turns is None:
+            typer.echo(
+                f"(that message is too long: with room for a {self.options.max_new_tokens}-token "
+                "reply it does not fit the window; send a shorter one, or lower --max-new-tokens)"
+            )
+            return
+        pieces: list[str] = []
+        try:
+            for piece in stream(self.lm, self.tokenizer, [*self.system, *turns], self.options):
+                typer.echo(piece, nl=False)
+                pieces.append(piece)
+        except KeyboardInterrupt:
+            typer.echo(" (stopped)", nl=False)
+        typer.echo()
+        self.turns = [*turns, {"role": "assistant", "content": "".join(pieces)}]
+
+    def fit(self, turns: list[dict[str, str]]) -> list[dict[str, str]] | None:
+        """`turns` without as many of the oldest exchanges as the window needs (with a note);
+        None when even the last message alone does not fit."""
+        from tuneforge.generation.generate import encode_prompt
+
+        dropped = 0
+        while len(encode_prompt(self.tokenizer, [*self.system, *turns])) > self.budget:
+            if len(turns) == 1:
+                return None
+            turns, dropped = turns[2:], dropped + 1  # one user message and its reply
+        if dropped:
+            exchanges = "exchange" if dropped == 1 else f"{dropped} exchanges"
+            typer.echo(f"(dropped the oldest {exchanges} to fit the window)")
+        return turns
