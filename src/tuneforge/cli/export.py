@@ -33,7 +33,7 @@ def export(
     quantize: str | None = typer.Option(
         None,
         help="onnx: 'int8' (dynamic quantization). gguf: f32, f16 (default: half the size, "
-        "logits within ~0.1%) or q8_0 (8-bit blocks, a quarter of f32).",
+        "logits within ~0.2%) or q8_0 (8-bit blocks, ~a quarter of f32; within ~3%).",
     ),
     prune_layers: int = typer.Option(
         0, help="Drop this many encoder layers (evenly spread), then re-tune from the original."

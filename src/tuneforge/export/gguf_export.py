@@ -32,8 +32,9 @@ GGUF_TYPES = ("f32", "f16", "q8_0")
 DEFAULT_GGUF_TYPE = "f16"
 # (largest |logit difference| relative to the largest |logit|, smallest argmax agreement) of the
 # reloaded file against the source, over every position of the check prompts. float32 is the same
-# numbers (only the kernel order differs); f16 keeps ~3 significant digits; q8_0 ~2.
-PARITY_LIMITS = {"f32": (1e-4, 1.0), "f16": (2e-2, 0.98), "q8_0": (0.1, 0.9)}
+# numbers; measured on SmolLM2-135M (a 1-epoch LoRA): f16 0.0015 / 1.0, q8_0 0.028 / 0.995. A
+# missing Q/K permutation costs even a tiny random Llama 0.0056, over the f16 limit.
+PARITY_LIMITS = {"f32": (1e-4, 1.0), "f16": (5e-3, 0.99), "q8_0": (0.06, 0.95)}
 # check prompts: chats through the model's template, plus raw text (digits, accents, emoji)
 CHECK_CHATS = (
     "Hello! Who are you?",
