@@ -245,3 +245,5 @@ def test_the_export_verb_writes_gguf_and_hf(run_dir, tmp_path):
                                 str(tmp_path / "y.gguf"), "--val", "x.csv"])  # fmt: skip
     assert isinstance(wrong.exception, ConfigError) and "--val" in str(wrong.exception)
     assert not (tmp_path / "y.gguf").exists()
+    onnx = runner.invoke(app, ["export", str(run_dir), "--out", str(tmp_path / "o"), "--skip-gate"])
+    assert isinstance(onnx.exception, ConfigError) and "--format gguf" in str(onnx.exception)

@@ -109,6 +109,11 @@ def _check_args(source, quantize, prune_layers, val, skip_gate, distil_data) -> 
             "Only PyTorch artifacts can be exported; this one already runs on "
             f"'{source.config.runtime}'. Export the model it came from."
         )
+    if source.config.task == "chat":
+        raise ConfigError(
+            "ONNX export is for encoder models; export a chat model with --format gguf "
+            "(llama.cpp, Ollama) or --format hf (a merged Hugging Face directory)."
+        )
     if quantize not in (None, "int8"):
         raise ConfigError(f"--quantize must be 'int8' (got {quantize!r}).")
     if val is None and not skip_gate:
