@@ -29,9 +29,11 @@ def expected(run_dir):
     """The greedy reply to a conversation, as `generate` writes it."""
     model = tuneforge.TunedModel.load(run_dir)
 
-    def reply(*turns: tuple[str, str]) -> str:
+    def reply(*turns: tuple[str, str], note: bool = True) -> str:
         messages = [{"role": role, "content": text} for role, text in turns]
-        return model.predict(messages, max_new_tokens=N)[0].text
+        found = model.predict(messages, max_new_tokens=N)[0]
+        cut = note and found.finish_reason == "length"
+        return found.text + (f"\n(cut at --max-new-tokens {N})" if cut else "")
 
     return reply
 
@@ -51,9 +53,10 @@ def replies(output: str) -> list[str]:
 
 def test_replies_see_the_whole_conversation(run_dir, expected):
     out = chat(run_dir, [Q1, Q2, "/exit"])
-    first = expected(("user", Q1))
+    first = expected(("user", Q1), note=False)
     second = expected(("user", Q1), ("assistant", first), ("user", Q2))
-    assert replies(out) == [first, second]
+    assert replies(out) == [expected(("user", Q1)), second]
+    assert "(cut at --max-new-tokens 4)" in out  # a random model does not stop by itself
     assert out.startswith(f"Chatting with {run_dir} (512-token window)")
 
 
@@ -72,14 +75,14 @@ def test_the_oldest_exchange_is_dropped_to_fit_the_window(run_dir, expected):
     from tuneforge.generation.generate import encode_prompt
 
     tok = tuneforge.TunedModel.load(run_dir).tokenizer
-    first = expected(("user", Q1))
+    first = expected(("user", Q1), note=False)
     size = lambda *turns: len(encode_prompt(tok, [{"role": r, "content": c} for r, c in turns]))  # noqa: E731
     # room for either message alone and its reply, not for the exchange before the second
     budget = max(size(("user", Q1)), size(("user", Q2))) + 2
     assert size(("user", Q1), ("assistant", first), ("user", Q2)) > budget
     out = chat(run_dir, [Q1, Q2], "--context", str(budget + N))
     assert replies(out) == [
-        first,
+        expected(("user", Q1)),
         "(dropped the oldest exchange to fit the window)\n" + expected(("user", Q2)),
     ]  # the second is answered as if the first was never asked
     too_long = replies(chat(run_dir, [" ".join([Q1] * 20), Q2], "--context", str(budget + N)))
@@ -116,7 +119,7 @@ def test_ctrl_c_during_a_reply_stops_only_that_reply(run_dir, expected, monkeypa
     first, second = replies(out)
     assert first.endswith(" (stopped)")
     partial = first[: -len(" (stopped)")]
-    assert partial and expected(("user", Q1)).startswith(partial)
+    assert partial and expected(("user", Q1), note=False).startswith(partial)
     assert second == expected(("user", Q1), ("assistant", partial), ("user", Q2))
 
 

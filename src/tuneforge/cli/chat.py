@@ -107,12 +107,19 @@ class ChatSession:
             )
             return
         pieces: list[str] = []
+        ended: list = []  # the Generation, once decoding is over
+        messages = [*self.system, *turns]
         try:
-            for piece in stream(self.lm, self.tokenizer, [*self.system, *turns], self.options):
+            for piece in stream(
+                self.lm, self.tokenizer, messages, self.options, on_end=ended.append
+            ):
                 typer.echo(piece, nl=False)
                 pieces.append(piece)
         except KeyboardInterrupt:
             typer.echo(" (stopped)", nl=False)
+        else:
+            if ended and ended[0].finish_reason == "length":
+                typer.echo(f"\n(cut at --max-new-tokens {self.options.max_new_tokens})", nl=False)
         typer.echo()
         self.turns = [*turns, {"role": "assistant", "content": "".join(pieces)}]
 
