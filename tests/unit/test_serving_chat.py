@@ -5,6 +5,7 @@ batching of concurrent requests, stream admission and cancellation, metrics and 
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -288,6 +289,7 @@ BAD = [
     ("/v1/completions", {"prompt": [[1, 2, 3]]}, 422, "prompt"),
     ("/v1/completions", {"prompt": ["a", "b"], "stream": True}, 400, "prompt"),
     ("/v1/completions", {"prompt": "a", "echo": True}, 400, "echo"),
+    ("/v1/completions", {"prompt": ["a"] * 40, "n": 8}, 413, "Too many texts"),  # 320 > 256
 ]  # fmt: skip
 
 
@@ -384,6 +386,28 @@ def test_only_requests_with_options_alike_are_batched_together(live, local):
         [("Yo", GenerationOptions(**seeded.model_dump())), ("Hi", seeded)]
     )
     assert crowded[1] == alone[0] == expected(local, "Hi", **seeded.model_dump())
+
+
+def test_admission_predicts_generation_per_forward_batch_not_per_prompt():
+    from tuneforge.serving.batching import MicroBatcher
+
+    def fn(items):  # a pass costs the same for up to 8 prompts
+        time.sleep(0.05)
+        return list(items)
+
+    async def expected_after_one_pass(cost_unit: int) -> list[float]:
+        batcher = MicroBatcher(fn, max_wait_ms=0, cost_unit=cost_unit)
+        await batcher.submit(["a"])
+        try:
+            return [batcher.expected_latency(n) for n in (1, 8, 9)]
+        finally:
+            await batcher.close()
+
+    one, eight, nine = asyncio.run(expected_after_one_pass(1))
+    assert (eight, nine) == (pytest.approx(8 * one), pytest.approx(9 * one))
+    one, eight, nine = asyncio.run(expected_after_one_pass(8))
+    assert (eight, nine) == (pytest.approx(one), pytest.approx(2 * one))  # 9 prompts: 2 passes
+    assert 0.04 < one < 0.2
 
 
 @pytest.fixture

@@ -8,11 +8,16 @@ waiting, or when the measured time per text says the answer would come later tha
 `max_delay_ms` (the pass running now, the queue and its own pass), new
 requests are refused at once (`Overloaded` → 503 + Retry-After) instead of queueing
 without bound, so accepted requests keep a bounded latency under overload.
+
+`cost_unit` texts cost about as much together as one alone (generation decodes a forward batch
+of prompts in about the time of one): the cost is measured and predicted per group of that
+many, not per text, so a queue of prompts that will share passes is not taken for a long one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -50,10 +55,12 @@ class MicroBatcher:
         max_delay_ms: float = 500.0,
         on_batch: Callable[[int, float], None] | None = None,
         name: str = "model",
+        cost_unit: int = 1,
     ) -> None:
         self.fn, self.max_batch, self.max_wait = fn, max_batch, max_wait_ms / 1000
         self.max_queue, self.on_batch = max_queue, on_batch
         self.max_delay = max_delay_ms / 1000
+        self.cost_unit = max(1, cost_unit)
         self._queue: deque[_Item] = deque()
         self._queued_texts = 0
         self._wake: asyncio.Event | None = None
@@ -100,9 +107,12 @@ class MicroBatcher:
             return 0.0
         running = 0.0
         if self._running_since is not None:
-            left = self._running_texts * self._text_seconds
+            left = self._units(self._running_texts) * self._text_seconds
             running = max(0.0, left - (time.monotonic() - self._running_since))
-        return running + (self._queued_texts + n_texts) * self._text_seconds
+        return running + self._units(self._queued_texts + n_texts) * self._text_seconds
+
+    def _units(self, n_texts: int) -> int:
+        return math.ceil(n_texts / self.cost_unit)
 
     async def _run(self) -> None:
         while True:
@@ -152,7 +162,7 @@ class MicroBatcher:
         finally:
             self._running_since = None
         elapsed = time.monotonic() - start
-        per_text = elapsed / len(texts)
+        per_text = elapsed / self._units(len(texts))  # per cost unit (1 text by default)
         prior = self._text_seconds
         self._text_seconds = per_text if prior is None else 0.7 * prior + 0.3 * per_text
         if self.on_batch:

@@ -62,7 +62,11 @@ class ServedModel:
         }
         self._predict = MicroBatcher(self._predict_batch, **common)
         self._embed = MicroBatcher(self._embed_batch, **common)
-        generating = {**common, "max_delay_ms": settings.generate_max_delay_ms}
+        generating = {
+            **common,
+            "max_delay_ms": settings.generate_max_delay_ms,
+            "cost_unit": settings.forward_batch,  # prompts decoded together in one generate
+        }
         self._generate = MicroBatcher(self._generate_batch, **generating)
         self.streams = StreamSlots(settings.max_streams, settings.max_queue)
         self.metrics = metrics

@@ -256,13 +256,18 @@ def _window(model) -> int:
     return int(getattr(config, "max_position_embeddings", None) or 2048)
 
 
-def _budget(served, prompts: list, max_tokens: int | None, field: str, what: str) -> int:
+async def _budget(served, prompts: list, max_tokens: int | None, field: str, what: str) -> int:
     """max_tokens checked against the model's window (default: 256, or what the window allows)."""
+    import asyncio
+
     from tuneforge.generation.generate import encode_prompt
+
+    def longest_prompt() -> int:  # off the event loop: up to max_texts long texts
+        return max(len(encode_prompt(served.model.tokenizer, p)) for p in prompts)
 
     window = _window(served.model)
     try:
-        longest = max(len(encode_prompt(served.model.tokenizer, p)) for p in prompts)
+        longest = await asyncio.get_running_loop().run_in_executor(None, longest_prompt)
     except ConfigError as exc:  # no chat template, an empty prompt
         raise HTTPException(400, f"'{what}': {exc}") from None
     room = window - longest
@@ -293,7 +298,8 @@ def _check(request: Request, body: GenerationRequest, kind: str, texts: list[str
     _refuse_unsupported(body)
     if body.stream and body.n > 1:
         raise HTTPException(400, "'n' must be 1 with stream=true (one choice per stream).")
-    problem = request.app.state.limits.check_texts(texts)
+    # each of the n choices of each prompt is one generation: the texts limit counts them all
+    problem = request.app.state.limits.check_texts(texts * (1 if kind == "chat" else body.n))
     if problem:
         raise HTTPException(*problem)
     return served
@@ -305,7 +311,7 @@ async def _answer(request, body, kind: str, prompts: list, max_tokens, field: st
     texts = [m["content"] for m in prompts[0]] if kind == "chat" else prompts
     served = _check(request, body, kind, texts)
     what = "messages" if kind == "chat" else "prompt"
-    options = _options(body, _budget(served, prompts, max_tokens, field, what))
+    options = _options(body, await _budget(served, prompts, max_tokens, field, what))
     await _compile_schema(served, options)
     if body.stream:
         try:
