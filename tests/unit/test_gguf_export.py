@@ -247,3 +247,45 @@ def test_the_export_verb_writes_gguf_and_hf(run_dir, tmp_path):
     assert not (tmp_path / "y.gguf").exists()
     onnx = runner.invoke(app, ["export", str(run_dir), "--out", str(tmp_path / "o"), "--skip-gate"])
     assert isinstance(onnx.exception, ConfigError) and "--format gguf" in str(onnx.exception)
+
+
+def test_a_vocabulary_padded_past_the_tokenizer_round_trips(source, tmp_path):
+    """Models often have more embeddings than tokens (Llama 3, Qwen): the extra ids are written
+    as unused [PADn] tokens, and the tokenizer still splits text the same way."""
+    import copy
+
+    from gguf import GGUFReader
+
+    lm, tok = source
+    padded = copy.deepcopy(lm)
+    padded.resize_token_embeddings(len(tok) + 5)
+    path = tmp_path / "padded.gguf"
+    gguf_export.write_gguf(padded, tok, path, "f32")
+    field = {k: f.contents() for k, f in GGUFReader(path).fields.items()}
+    assert field["tokenizer.ggml.tokens"][-1] == f"[PAD{len(tok) + 4}]"
+    assert field["tokenizer.ggml.token_type"][-5:] == [5] * 5  # UNUSED
+    parity = gguf_export.gguf_parity(padded, tok, path, "f32")
+    assert parity["passed"] and parity["tokenizer_ids_match"], parity
+
+
+@pytest.mark.parametrize(
+    ("pre_tokenizer", "name"),
+    [
+        ({"type": "ByteLevel", "add_prefix_space": False, "use_regex": True}, "gpt-2"),
+        (
+            {"type": "Sequence", "pretokenizers": [
+                {"type": "Digits", "individual_digits": True},
+                {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True}]},
+            "smollm",
+        ),
+        (
+            {"type": "Sequence", "pretokenizers": [
+                {"type": "Split", "pattern": {"Regex": "(?i:'s|'t)|\\p{N}{1,3}| ?[^\\s]+"}},
+                {"type": "ByteLevel", "add_prefix_space": False, "use_regex": False}]},
+            "llama-bpe",
+        ),
+        ({"type": "Whitespace"}, "default"),
+    ],
+)  # fmt: skip
+def test_the_pre_tokenizer_gets_llama_cpp_s_name(pre_tokenizer, name):
+    assert gguf_export._pre_tokenizer_name(pre_tokenizer) == name
