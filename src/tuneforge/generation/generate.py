@@ -27,6 +27,7 @@ from tuneforge.generation.constrained import (
     starts_with_bos,
 )
 from tuneforge.generation.options import GenerationOptions
+from tuneforge.generation.precision import for_generation
 
 Messages = list[dict[str, str]]
 Prompt = str | Messages
@@ -61,6 +62,7 @@ def generate(
     options = options or GenerationOptions()
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1 (got {batch_size}).")
+    model = for_generation(model, options.precision)
     encoded = [encode_prompt(tokenizer, p) for p in as_prompt_list(prompts)]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # less padding
     eos_ids = end_token_ids(model, tokenizer)

@@ -8,7 +8,7 @@ file and a serving request all carry one object.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -33,6 +33,9 @@ class GenerationOptions(YamlConfig):
     choices: list[str] | None = Field(None, description="the output is exactly one of these")
     json_schema: dict[str, Any] | None = Field(
         None, description="the output is JSON that validates against this schema"
+    )
+    precision: Literal["fp32", "bf16", "int8"] = Field(
+        "fp32", description="weights while decoding: bf16 needs AMX/AVX512-BF16; int8 dynamic"
     )
 
     @property

@@ -27,6 +27,7 @@ from tuneforge.generation.generate import (
     seeded,
 )
 from tuneforge.generation.options import GenerationOptions
+from tuneforge.generation.precision import for_generation
 
 
 def stream(
@@ -40,6 +41,7 @@ def stream(
 ) -> Iterator[str]:
     """Yield the generated text for one prompt (string or conversation) in pieces."""
     options = options or GenerationOptions()
+    model = for_generation(model, options.precision)
     ids = encode_prompt(tokenizer, prompt)
     input_ids = torch.tensor([ids])
     kwargs, constraint = generation_kwargs(model, tokenizer, options, len(ids))
