@@ -55,5 +55,5 @@ def test_bf16_runs_in_bf16_where_the_cpu_can_and_is_refused_where_not(lm, tok, m
 
 def test_fp32_is_the_model_itself_and_unknown_precisions_are_refused(lm):
     assert prec.for_generation(lm, "fp32") is lm
-    with pytest.raises(ConfigError, match="precision.*fp32.*bf16.*int8"):
+    with pytest.raises(ConfigError, match=r"precision.*fp32.*bf16.*int8"):
         GenerationOptions.build(precision="fp8")
