@@ -141,6 +141,9 @@ def tune(
         model.metrics["validation"] = model.evaluate(val_ds).summary()
         if config_out.method_details.get("trained_on_validation"):
             model.metrics["validation"]["held_out"] = False  # fitted on: an optimistic score
+    elif (best := _best_evaluation(model.log, cfg.metric or task_impl.default_metric)) is not None:
+        # no labels to score (a chat model): the validation scores of the restored checkpoint
+        model.metrics["validation"] = best
     if eval_ds is not None:
         result = model.evaluate(eval_ds)
         model.metrics["eval"] = result.to_dict()
@@ -209,3 +212,13 @@ def _copy_tensorboard(log_dir: Path, target: Path) -> None:
         (target / "logs").mkdir(exist_ok=True)
         for file in events:
             shutil.copy2(file, target / "logs" / file.name)
+
+
+def _best_evaluation(log: list[dict], metric: str) -> dict | None:
+    """The logged validation scores with the best `metric` (the weights the loop restored)."""
+    evals = [e for e in log if metric in e and "train_seconds" in e]
+    if not evals:
+        return None
+    best = max(evals, key=lambda e: e[metric])
+    skip = {"wall_time", "eval_seconds_before", "train_seconds"}
+    return {k: v for k, v in best.items() if k not in skip and not k.startswith("monitor_")}

@@ -83,6 +83,9 @@ def test_full_fine_tuning_memorizes_the_answers_and_round_trips(full_run):
     assert loaded.config.task == "chat"
     assert [g.text for g in loaded.predict(prompts, max_new_tokens=8)] == answers
     assert any("neg_loss" in r for r in model.log if r.get("eval"))  # the loop selects on it
+    validation = model.metrics["validation"]  # the restored checkpoint's scores
+    best = max(r["neg_loss"] for r in model.log if "neg_loss" in r and "train_seconds" in r)
+    assert validation["neg_loss"] == best and validation["perplexity"] > 1
 
 
 def test_evaluate_reports_loss_perplexity_and_answer_scores(full_run, chats):

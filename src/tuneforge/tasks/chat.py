@@ -26,8 +26,8 @@ from tuneforge.tasks.chat_data import (
     IGNORE,
     NOT_CHAT_KEYS,
     ChatDataset,
-    _rows,
     chat_format,
+    json_rows,
     load_chats,
     tokenize_chats,
 )
@@ -155,7 +155,7 @@ class Chat(Task):
         # plain `text` rows could as well be unlabelled text for a classifier: --task chat
         if chat_format(path) in (None, "text"):
             return False
-        first = next(_rows(Path(path)), None)
+        first = next(json_rows(Path(path)), None)
         return first is not None and not NOT_CHAT_KEYS & set(first[1])
 
     def load(self, path, text_col=None, label_col=None, require_labels=True) -> ChatDataset:
@@ -246,16 +246,20 @@ class Chat(Task):
             return out
 
         def score(split: str, outputs: list[torch.Tensor]) -> dict[str, float]:
-            total, count = 0.0, 0
+            states, targets = [], []  # every row's scored positions, projected in chunks below
+            for row, hidden in zip(rows[split], outputs, strict=True):
+                labels = torch.tensor(row["labels"][1:])
+                keep = labels != IGNORE
+                states.append(hidden[: len(labels)][keep])
+                targets.append(labels[keep])
+            states, targets = torch.cat(states), torch.cat(targets)
+            total = 0.0
             with torch.no_grad():
-                for row, hidden in zip(rows[split], outputs, strict=True):
-                    labels = torch.tensor([row["labels"]])
-                    n = int((labels[:, 1:] != IGNORE).sum())
-                    if n:
-                        h = hidden[None, : labels.shape[1]]
-                        total += float(next_token_loss(module, h, labels, reduction="sum"))
-                        count += n
-            loss = total / max(count, 1)
+                for at in range(0, len(targets), 2048):  # 2048 x 49k logits: 0.4 GB at most
+                    logits = module.project(states[at : at + 2048]).float()
+                    total += float(nn.functional.cross_entropy(
+                        logits, targets[at : at + 2048], reduction="sum"))  # fmt: skip
+            loss = total / max(len(targets), 1)
             return {"neg_loss": -loss, "eval_loss": loss, "perplexity": _perplexity(loss)}
 
         sizes = {split: [lengths(f) for f in feats] for split, feats in features.items()}

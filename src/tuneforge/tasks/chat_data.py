@@ -78,7 +78,7 @@ def chat_format(path: str | Path) -> str | None:
     if path.suffix.lower() not in JSON_SUFFIXES:
         return None
     try:
-        first = next(_rows(path), None)
+        first = next(json_rows(path), None)
     except (DataError, OSError):
         return None
     return None if first is None else _row_format(first[1])
@@ -98,7 +98,7 @@ def _row_format(row) -> str | None:
     return None
 
 
-def _rows(path: Path):
+def json_rows(path: Path):
     """(number, object) per row of a JSONL file, or per item of a file holding one JSON list."""
     with path.open(encoding="utf-8") as f:
         text = f.read()
@@ -129,7 +129,7 @@ def load_chats(path: str | Path, require_target: bool = True) -> ChatDataset:
         raise DataError(f"{path}: file not found. Check the path (cwd: {Path.cwd()}).")
     unit = "item" if path.suffix.lower() == ".json" and _is_json_list(path) else "line"
     conversations, lines, fmt = [], [], None
-    for number, row in _rows(path):
+    for number, row in json_rows(path):
         where = f"{path}, {unit} {number}"
         if not isinstance(row, dict):
             raise DataError(f"{where}: each row must be a JSON object.")
