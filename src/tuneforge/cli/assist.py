@@ -1,4 +1,5 @@
-"""`tuneforge assist`: a customer-service assistant (init, train, chat, serve, eval)."""
+"""`tuneforge assist`: a customer-service assistant (init, train, train-writer, chat, serve,
+eval)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,46 @@ def train(directory: Path = DIR) -> None:
     calibration = train_assistant(directory)
     kind = AssistConfig.load(directory).oos_score
     typer.echo(train_summary(calibration, kind))
+
+
+@assist_app.command(
+    name="train-writer",
+    epilog="Example: tuneforge assist train-writer my-assistant --conversations past.jsonl "
+    "--per-intent 5",
+)
+def train_writer(
+    directory: Path = DIR,
+    conversations: Path | None = typer.Option(
+        None, help="Historical conversations (messages JSONL), masked before training."
+    ),
+    base: str = typer.Option("smollm2", help="The chat model to fine-tune."),
+    method: str = typer.Option("lora", help="lora, full or partial."),
+    epochs: int = typer.Option(1, min=1),
+    per_intent: int | None = typer.Option(
+        None, min=1, help="Example questions per intent to train on (default: all)."
+    ),
+    max_length: int = typer.Option(384, min=32, help="Tokens per training conversation."),
+) -> None:
+    """Fine-tune a chat model that phrases retrieved article passages as answers (optional)."""
+    from tuneforge.apps.assist.writer import train_writer as train
+
+    run = train(
+        directory,
+        conversations,
+        base=base,
+        method=method,
+        epochs=epochs,
+        per_intent=per_intent,
+        max_length=max_length,
+    )
+    loss = run.model.metrics.get("validation", {}).get("eval_loss")
+    scored = f" Validation loss {loss:.3f}." if loss is not None else ""
+    typer.echo(
+        f"Trained the writer on {run.pairs} question → approved-answer pairs and "
+        f"{run.conversations} conversations ({run.file}).{scored} Saved in "
+        f"{directory / 'writer'}, recorded in assist.yaml: the retrieval path now phrases the "
+        "article it cites (set `writer: null` there to quote the article instead)."
+    )
 
 
 BOUND_BY = {

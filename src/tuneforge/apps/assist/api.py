@@ -41,6 +41,7 @@ class ChatReply(BaseModel):
     sources: list[dict] = []
     slots: dict[str, str] = {}
     ticket_id: int | None = None
+    written: bool = Field(False, description="retrieval: the writer model phrased the article")
 
 
 def chat_page() -> str:

@@ -18,6 +18,8 @@ def describe(reply) -> str:
         parts.append(f"intent {reply.intent}")
     if reply.path == "retrieval" and reply.sources:
         parts.append(reply.sources[0]["title"])
+        if reply.written:
+            parts.append("phrased by the writer")
     if reply.ticket_id is not None:
         parts.append(f"ticket #{reply.ticket_id}")
     return " · ".join(parts)

@@ -57,6 +57,10 @@ class AssistConfig(AppSettings):
     # msp_knn measured best (benchmarks/results/assist.json); see oos.py.
     oos_score: Literal["msp", "energy", "centroid", "knn", "msp_knn"] = "msp_knn"
     top_k: int = Field(3, ge=1, le=20)
+    # A chat model (`tuneforge assist train-writer`) that phrases the retrieved passage as the
+    # answer on the retrieval path; null: the passage itself is the reply (writer.py).
+    writer: str | None = None
+    writer_max_new_tokens: int = Field(96, ge=8, le=512)
 
     @field_validator("min_in_scope_recall")
     @classmethod

@@ -7,6 +7,7 @@ and with what score, so a support team can audit what the assistant said and why
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 from tuneforge.apps.assist.calibration import Calibration
 from tuneforge.apps.assist.knowledge import Answer, AssistConfig
 from tuneforge.apps.assist.oos import EMBEDDING_SCORES, in_scope_score
-from tuneforge.apps.assist.retrieval import Retriever
+from tuneforge.apps.assist.retrieval import Chunk, Retriever
 from tuneforge.apps.assist.slots import extract_slots, fill
 from tuneforge.apps.assist.store import Store
 from tuneforge.errors import ConfigError
@@ -28,6 +29,7 @@ HANDOFF_TEXT = (
     "I'm not sure I can answer that correctly, so I've passed your question to a colleague"
     "{ticket}. They will get back to you here as soon as possible."
 )
+log = logging.getLogger(__name__)
 
 
 class IntentModel(Protocol):
@@ -37,6 +39,12 @@ class IntentModel(Protocol):
 
     def forward(self, texts: list[str]) -> dict[str, np.ndarray]: ...  # logits, embedding
     def embed(self, texts: list[str]) -> np.ndarray: ...
+
+
+class AnswerWriter(Protocol):
+    """What the retrieval path needs to phrase a passage (`writer.Writer` has it)."""
+
+    def write(self, question: str, source: str, passage: str) -> str: ...
 
 
 @dataclass
@@ -51,6 +59,7 @@ class Reply:
     sources: list[dict] = field(default_factory=list)
     slots: dict[str, str] = field(default_factory=dict)
     ticket_id: int | None = None
+    written: bool = False  # retrieval: the writer model phrased the passage (else quoted)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,10 +76,11 @@ class Assistant:
         retriever: Retriever | None = None,
         store: Store | None = None,
         top_k: int = 3,
+        writer: AnswerWriter | None = None,
     ) -> None:
         self.model, self.answers, self.calibration = model, answers, calibration
         self.score_kind, self.retriever, self.top_k = score_kind, retriever, top_k
-        self.store = store
+        self.store, self.writer = store, writer
         self._lock = threading.Lock()  # one message at a time through the model: bounded CPU
 
     @classmethod
@@ -92,6 +102,11 @@ class Assistant:
                 "target_accuracy."
             )
         retriever = Retriever(articles, model.embed) if articles else None
+        writer = None
+        if cfg.writer:
+            from tuneforge.apps.assist.writer import Writer
+
+            writer = Writer.load(Path(directory), cfg)
         return cls(
             model,
             answers,
@@ -100,6 +115,7 @@ class Assistant:
             retriever=retriever,
             store=store,
             top_k=cfg.top_k,
+            writer=writer,
         )
 
     def intent_scores(self, texts: list[str]) -> tuple[list[str], np.ndarray]:
@@ -144,13 +160,15 @@ class Assistant:
         best = hits[0].similarity if hits else None
         if best is not None and best >= thresholds.retrieval:
             top = hits[0].chunk
-            where = f"{top.title} › {top.section}" if top.section else top.title
+            where = citation(top)
+            written = self._write(masked, top, where)
             return Reply(
-                f"{top.text} (from the help article “{where}”)",
+                f"{written or top.text} (from the help article “{where}”)",
                 "retrieval",
                 best,
                 retrieval_score=best,
                 sources=[h.to_dict() for h in hits],
+                written=bool(written),
                 **base,
             )
         return Reply(
@@ -161,6 +179,23 @@ class Assistant:
             sources=[h.to_dict() for h in hits],
             **base,
         )
+
+    def _write(self, masked: str, chunk: Chunk, where: str) -> str:
+        """The writer's answer from `chunk`, or '' (no writer, it failed or said nothing): the
+        reply then quotes the passage. The citation is the chunk's, whatever the model wrote."""
+        if self.writer is None:
+            return ""
+        try:
+            return self.writer.write(masked, where, chunk.text).strip()
+        except Exception as exc:  # a broken writer must not take the assistant down
+            # the type only: an exception's message may quote the customer's text
+            log.warning("writer failed (%s); the reply quotes the passage", type(exc).__name__)
+            return ""
+
+
+def citation(chunk: Chunk) -> str:
+    """How a reply names its source: the article's title › the section."""
+    return f"{chunk.title} › {chunk.section}" if chunk.section else chunk.title
 
 
 def open_store(directory: Path, cfg: AssistConfig, url: str | None = None) -> Store:

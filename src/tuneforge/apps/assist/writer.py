@@ -1,0 +1,189 @@
+"""The writer: an optional chat model that phrases a retrieved help-article passage as an answer.
+
+Off unless assist.yaml names it (`writer:`, set by `tuneforge assist train-writer DIR`). It is
+fine-tuned (task `chat`) on the intents' example questions, each with its approved answer as
+the assistant gives it (the template filled from the question's slots), shown in the same
+grounded prompt the retrieval path uses later: an instruction to answer only from the passage,
+and a passage holding that approved answer next to another intent's (in a random order), so the
+model learns to pick out what answers the question and restate only that. Historical
+conversations (messages JSONL) may be added. Every text it is trained on or shown is masked
+first (`mask_pii`); the citation of a reply comes from the retrieved chunk (the pipeline adds
+it), never from the model's text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tuneforge.apps.assist.knowledge import Answer, AssistConfig
+from tuneforge.apps.assist.slots import extract_slots, fill
+from tuneforge.errors import ConfigError
+from tuneforge.paths import write_text_atomically
+from tuneforge.serving.pii import mask_pii
+
+WRITER_DIR = "writer"
+TRAINING_FILE = "writer_train.jsonl"  # what the writer was trained on (masked), for audits
+INSTRUCTION = (
+    "You are a bank's customer-service assistant. Answer the customer's question in one to "
+    "three sentences, using only the passage below. Do not add anything the passage does not say."
+)
+_SENTENCE_END = re.compile(r"[.!?)](?=\s|$)")
+
+
+def grounded_messages(question: str, source: str, passage: str) -> list[dict[str, str]]:
+    """The prompt of the retrieval path: instruction and passage (system), the question (user)."""
+    system = f"{INSTRUCTION}\n\nPassage from “{source}”:\n{passage}"
+    return [{"role": "system", "content": system}, {"role": "user", "content": question}]
+
+
+def answer_pairs(
+    texts: list[str], labels: list[str], answers: dict[str, Answer]
+) -> list[tuple[str, str, str]]:
+    """(masked question, intent, the reply the assistant gives it) per example question."""
+    pairs = []
+    for text, intent in zip(texts, labels, strict=True):
+        question = mask_pii(text)
+        pairs.append((question, intent, fill(answers[intent], extract_slots(question))[0]))
+    return pairs
+
+
+def grounded_conversations(
+    pairs: list[tuple[str, str, str]], answers: dict[str, Answer], seed: int = 0
+) -> list[list[dict[str, str]]]:
+    """Each pair as a grounded chat: the passage is its reply and another intent's approved
+    answer (the fallback text: no slots), in a random order; the target is the reply."""
+    rng = np.random.default_rng(seed)
+    intents = sorted(answers)
+    chats = []
+    for question, intent, reply in pairs:
+        parts = [reply]
+        if len(intents) > 1:
+            other = (intents.index(intent) + int(rng.integers(1, len(intents)))) % len(intents)
+            parts.append(fill(answers[intents[other]], {})[0])
+        if rng.random() < 0.5:
+            parts.reverse()
+        source = intent.replace("_", " ").capitalize()
+        messages = grounded_messages(question, source, " ".join(parts))
+        chats.append([*messages, {"role": "assistant", "content": reply}])
+    return chats
+
+
+def historical_conversations(file: Path) -> list[list[dict[str, str]]]:
+    """Past conversations (any `chat` data format), every message masked."""
+    from tuneforge.tasks.chat_data import load_chats
+
+    chats = load_chats(file).conversations
+    return [[{**m, "content": mask_pii(m["content"])} for m in chat] for chat in chats]
+
+
+def per_intent_subset(texts, labels, per_intent: int | None, seed: int = 0):
+    """At most `per_intent` questions of each intent (seeded), in file order."""
+    if per_intent is None:
+        return list(texts), list(labels)
+    rng = np.random.default_rng(seed)
+    keep = []
+    for intent in sorted(set(labels)):
+        rows = [i for i, label in enumerate(labels) if label == intent]
+        keep += rng.permutation(rows)[:per_intent].tolist()
+    keep.sort()
+    return [texts[i] for i in keep], [labels[i] for i in keep]
+
+
+def write_training_file(file: Path, chats: list[list[dict[str, str]]]) -> Path:
+    lines = "".join(json.dumps({"messages": chat}, ensure_ascii=False) + "\n" for chat in chats)
+    return write_text_atomically(file, lines)
+
+
+@dataclass
+class WriterRun:
+    model: object  # the TunedModel
+    pairs: int
+    conversations: int
+    file: Path
+
+
+def train_writer(
+    directory: Path,
+    conversations: Path | None = None,
+    *,
+    base: str = "smollm2",
+    method: str = "lora",
+    epochs: int = 1,
+    per_intent: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    **options,
+) -> WriterRun:
+    """Fine-tune the writer on the intents' question → approved-answer pairs (+ conversations),
+    save it in `directory`/writer and record it in assist.yaml."""
+    import tuneforge
+    from tuneforge.apps.assist.build import load_knowledge
+
+    directory = Path(directory)
+    cfg = AssistConfig.load(directory)
+    intents, answers, _, _ = load_knowledge(directory, cfg)
+    texts, labels = per_intent_subset(intents.texts, intents.labels, per_intent, seed)
+    chats = grounded_conversations(answer_pairs(texts, labels, answers), answers, seed)
+    history = historical_conversations(conversations) if conversations else []
+    file = write_training_file(directory / TRAINING_FILE, chats + history)
+    model = tuneforge.tune(
+        file,
+        task="chat",
+        base=base,
+        method=method,
+        epochs=epochs,
+        seed=seed,
+        out=directory / WRITER_DIR,
+        progress=progress,
+        **options,
+    )
+    cfg.writer = WRITER_DIR
+    cfg.save("# tuneforge assistant: paths are relative to this file's folder.\n")
+    return WriterRun(model, len(chats), len(history), file)
+
+
+class Writer:
+    """Phrases a passage as the answer to a (masked) question with a trained chat model."""
+
+    def __init__(self, model, max_new_tokens: int = 96) -> None:
+        self.model, self.max_new_tokens = model, max_new_tokens
+
+    @classmethod
+    def load(cls, directory: Path, cfg: AssistConfig) -> Writer:
+        from tuneforge.tuned_model import TunedModel
+
+        path = Path(directory) / str(cfg.writer)
+        if not path.exists():
+            raise ConfigError(
+                f"writer: {path} not found. Train it with `tuneforge assist train-writer "
+                f"{directory}`, or set `writer: null` in {directory}/assist.yaml."
+            )
+        model = TunedModel.load(path)
+        if model.config.task != "chat":
+            raise ConfigError(
+                f"writer: {path} is a {model.config.task} model; the writer must be a chat "
+                f"model (`tuneforge assist train-writer {directory}`)."
+            )
+        return cls(model, cfg.writer_max_new_tokens)
+
+    def write(self, question: str, source: str, passage: str) -> str:
+        """The answer, cut after its last whole sentence when the token budget ran out."""
+        from tuneforge.generation import GenerationOptions
+
+        options = GenerationOptions(max_new_tokens=self.max_new_tokens)
+        [found] = self.model.predict(
+            [grounded_messages(question, source, passage)], options=options
+        )
+        text = found.text.strip()
+        return whole_sentences(text) if found.finish_reason == "length" else text
+
+
+def whole_sentences(text: str) -> str:
+    """`text` up to its last sentence end; '' when no sentence ended (a fragment)."""
+    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    return text[: ends[-1]].strip() if ends else ""
