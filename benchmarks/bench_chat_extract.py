@@ -2,13 +2,14 @@
 by a fine-tuned SmolLM2-135M-Instruct, beside tuneforge's token-classification taggers trained on
 the same sentences, in one run here.
 
-Data (seeded samples, to fit a session on a 2-core CPU): `--train` sentences of SkillSpan's train
-split, `--val` of its dev split (every choice: the restored checkpoint), `--test` of its test
-split, scored once. The chat model answers with JSON constrained to the schema below (llguidance),
-and unconstrained for the JSON validity figure. Span F1 is one function for both models
-(`evaluation/generative.json_scores`: per field, spans as multisets of normalized strings; micro
-over both fields), so the tagger's spans are turned into the same JSON first. The taggers are
-MiniLM `partial` top 3 + CRF (the tasks issue's recipe), one per layer, as in bench_tokens.
+Data (seeded samples, to fit a session on a 2-core CPU): `--train` sentences of SkillSpan's
+train split, `--val` of its dev split (every choice: the restored checkpoint), `--test` of its
+test split, scored once. The chat model answers with JSON constrained to the schema below
+(llguidance), and unconstrained on the first `--unconstrained` test rows (the JSON validity
+figure). Span F1 is one function for both models (`evaluation/generative.json_scores`: per
+field, spans as multisets of normalized strings; micro over both fields), so the tagger's spans
+are turned into the same JSON first. The taggers are MiniLM `partial` top 3 + CRF (the tasks
+issue's recipe), one per layer, as in bench_tokens.
 
     HF_HUB_OFFLINE=1 OMP_NUM_THREADS=2 python benchmarks/bench_chat_extract.py
 """
@@ -127,17 +128,18 @@ def run_chat(paths: dict, test_rows: list[dict], args) -> dict:
         [{"role": "user", "content": INSTRUCTION + " ".join(r["tokens"])}] for r in test_rows
     ]
     result = {"train_wall_seconds": round(train_wall, 1), "curve": curve}
-    for name, opts in (
-        ("constrained", GenerationOptions.build(max_new_tokens=160, json_schema=SCHEMA)),
-        ("unconstrained", GenerationOptions.build(max_new_tokens=160)),
+    for name, opts, n in (
+        ("constrained", GenerationOptions.build(max_new_tokens=160, json_schema=SCHEMA), None),
+        ("unconstrained", GenerationOptions.build(max_new_tokens=160), args.unconstrained),
     ):
         t = time.time()
-        texts = [g.text for g in generate(lm, tok, prompts, opts, batch_size=8)]
-        pairs = list(zip(test_rows, texts, strict=True))[:5]
+        rows = test_rows[:n]
+        texts = [g.text for g in generate(lm, tok, prompts[:n], opts, batch_size=8)]
+        pairs = list(zip(rows, texts, strict=True))[:5]
         examples = [{"sentence": " ".join(r["tokens"]), "generated": g, "expected": target(r)}
                     for r, g in pairs]  # fmt: skip
         seconds = round(time.time() - t, 1)
-        result[name] = {**score(texts, test_rows), "generation_seconds": seconds,
+        result[name] = {**score(texts, rows), "n": len(rows), "generation_seconds": seconds,
                         "examples": examples}  # fmt: skip
     return result
 
@@ -173,6 +175,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=2)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--skip-taggers", action="store_true")
+    parser.add_argument("--unconstrained", type=int, default=100, help="test rows without schema")
     parser.add_argument("--out", default=str(OUT))
     args = parser.parse_args()
     if not (DATA / "train.json").exists():
