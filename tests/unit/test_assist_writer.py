@@ -191,3 +191,25 @@ def test_cli_train_writer(tiny_base, tmp_path):
     assert "77 question → approved-answer pairs and 0 conversations" in result.output
     assert AssistConfig.load(directory).writer == "writer"
     assert (directory / "writer").is_dir()
+
+
+def test_eval_counts_right_citations_and_written_replies(tmp_path):
+    from tuneforge.apps.assist.evaluate import held_out_retrieval, load_retrieval_test
+
+    directory = write_assistant(tmp_path / "bot")
+    file = tmp_path / "retrieval_test.csv"
+    file.write_text(
+        "query,article,section\n"
+        "merchant refund,fees.md,Refund of a merchant\n"
+        "ATM withdrawal fee,fees.md,Refund of a merchant\n"  # cites the ATM section: wrong
+        "card arrived ATM fees,fees.md,ATM fees\n"  # answered by the card_arrival intent
+    )
+    bot = make_assistant(directory, answer=0.9, retrieval=-1.0)
+    cases = load_retrieval_test(file, bot.retriever)
+    quoted = held_out_retrieval(bot, cases)
+    assert quoted["answered_with_right_citation"] == 0.3333
+    assert quoted["retrieval_path_written"] == 0.0
+    bot.writer = SpyWriter()
+    written = held_out_retrieval(bot, cases)
+    assert written["retrieval_path_written"] == 1.0 and len(bot.writer.calls) == 2
+    assert written["answered_with_right_citation"] == 0.3333  # the citation is the chunk's

@@ -59,7 +59,8 @@ def train_writer(
     per_intent: int | None = typer.Option(
         None, min=1, help="Example questions per intent to train on (default: all)."
     ),
-    max_length: int = typer.Option(384, min=32, help="Tokens per training conversation."),
+    max_length: int = typer.Option(256, min=32, help="Tokens per training conversation."),
+    batch_size: int = typer.Option(8, min=1, help="Conversations per training step."),
 ) -> None:
     """Fine-tune a chat model that phrases retrieved article passages as answers (optional)."""
     from tuneforge.apps.assist.writer import train_writer as train
@@ -72,6 +73,7 @@ def train_writer(
         epochs=epochs,
         per_intent=per_intent,
         max_length=max_length,
+        batch_size=batch_size,
     )
     loss = run.model.metrics.get("validation", {}).get("eval_loss")
     scored = f" Validation loss {loss:.3f}." if loss is not None else ""

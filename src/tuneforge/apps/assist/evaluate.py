@@ -181,6 +181,7 @@ def held_out_retrieval(assistant, cases: list[RetrievalCase]) -> dict:
     that clear the calibrated threshold, and the path the whole assistant takes."""
     retriever, threshold = assistant.retriever, assistant.calibration.retrieval
     ranks, right_section, cleared, paths, right_article = [], 0, 0, Counter(), 0
+    right_citation, written = 0, 0
     for case in cases:
         hits = retriever.search(case.query, len(retriever.articles))
         rank = [h.chunk.article for h in hits].index(case.article)
@@ -189,7 +190,11 @@ def held_out_retrieval(assistant, cases: list[RetrievalCase]) -> dict:
         cleared += hits[rank].similarity >= threshold
         reply = assistant.decide(case.query)
         paths[reply.path] += 1
-        right_article += reply.path == "retrieval" and reply.sources[0]["article"] == case.article
+        if reply.path == "retrieval":
+            cited = reply.sources[0]
+            right_article += cited["article"] == case.article
+            right_citation += (cited["article"], cited["section"]) == (case.article, case.section)
+            written += reply.written
     n = max(len(cases), 1)
     return {
         "queries": len(cases),
@@ -199,6 +204,12 @@ def held_out_retrieval(assistant, cases: list[RetrievalCase]) -> dict:
         "paths": {p: round(paths[p] / n, 4) for p in ("answer", "retrieval", "handoff")},
         "retrieval_path_right_article": (
             round(right_article / paths["retrieval"], 4) if paths["retrieval"] else None
+        ),
+        # of all queries: sent to an article citing the right article and section
+        "answered_with_right_citation": round(right_citation / n, 4),
+        # of the article replies: phrased by the writer model (else the passage is quoted)
+        "retrieval_path_written": (
+            round(written / paths["retrieval"], 4) if paths["retrieval"] else None
         ),
     }
 
@@ -324,5 +335,11 @@ def print_summary(result: dict) -> None:
             f"held-out queries: right section first {r['section@1']:.0%}, right article above "
             f"the threshold {r['right_article_above_threshold']:.0%}; answered "
             f"{r['paths']['answer']:.0%}, article {r['paths']['retrieval']:.0%} (right one: "
-            f"{r['retrieval_path_right_article']}), handed off {r['paths']['handoff']:.0%}"
+            f"{r['retrieval_path_right_article']}; right article and section: "
+            f"{r['answered_with_right_citation']:.0%} of all), handed off "
+            f"{r['paths']['handoff']:.0%}"
         )
+        if r["retrieval_path_written"]:
+            console.print(
+                f"article replies phrased by the writer: {r['retrieval_path_written']:.0%}"
+            )

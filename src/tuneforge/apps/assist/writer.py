@@ -115,6 +115,8 @@ def train_writer(
     method: str = "lora",
     epochs: int = 1,
     per_intent: int | None = None,
+    batch_size: int = 8,
+    max_length: int = 256,
     seed: int = 0,
     progress: bool = True,
     **options,
@@ -137,6 +139,10 @@ def train_writer(
         base=base,
         method=method,
         epochs=epochs,
+        # not the default 32: a batch of 32 grounded prompts (~180 tokens each) takes SmolLM2's
+        # activations past 20 GB while training on CPU
+        batch_size=batch_size,
+        max_length=max_length,
         seed=seed,
         out=directory / WRITER_DIR,
         progress=progress,
