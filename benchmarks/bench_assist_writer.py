@@ -7,39 +7,30 @@ answered by quoting the retrieved passage (today) and by a SmolLM2 writer that p
    reply cites the right article and section;
 3. `assist train-writer`: SmolLM2-135M-Instruct, 1 epoch of LoRA (or --method) on
    --per-intent question → approved-answer pairs of the demo's intents (a 2-core CPU session);
-4. the same 30 questions with the writer: the same figures, plus the share of retrieval replies
-   the writer phrased (else it fell back to the passage), how much of what it wrote is in the
-   passage it cites (content words; a faithfulness proxy, no reference answers exist), reply
-   lengths and seconds per reply. Every reply is kept in the results, to read.
+4. the same 30 questions with the writer: the same figures, plus the share of article replies
+   the writer phrased (else the passage is quoted: the writer failed, or less than
+   writer_min_grounding of its content words were in the passage), how much of the passage's
+   and of the question's words (those the passage has) the reply keeps (no reference answers
+   exist: a proxy for dropping the sentence that answers), reply lengths and seconds per reply.
+   Every reply is kept in the results, to read.
 
 The citation comes from the retrieved chunk in both runs, so the path and citation figures can
 only differ if the writer failed; what the writer changes is the text. Appends a run to
 benchmarks/results/assist_writer.json.
 
     HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 python benchmarks/bench_assist_writer.py \\
-        --workdir runs/assist_writer --per-intent 3
+        --workdir runs/assist_writer --per-intent 3 [--distractor-share 0.5]
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "assist_writer.json"
-# common words, which say nothing of where an answer's content comes from
-COMMON_WORDS = (
-    "the a an and or to of in on for with your you is are be it this that at by from can will "
-    "we our as if not no do does have has was were any all more up"
-)
-STOPWORDS = frozenset(COMMON_WORDS.split())
-
-
-def content_words(text: str) -> list[str]:
-    return [w for w in re.findall(r"[a-z0-9%€£$]+", text.lower()) if w not in STOPWORDS]
 
 
 def without_citation(reply: str) -> str:
@@ -48,6 +39,7 @@ def without_citation(reply: str) -> str:
 
 def run_questions(assistant, cases) -> dict:
     """Path and citation of each held-out question; the writer's text measured where it wrote."""
+    from tuneforge.apps.assist.writer import content_words, grounded_share
     from tuneforge.serving.pii import mask_pii
 
     rows = []
@@ -63,7 +55,9 @@ def run_questions(assistant, cases) -> dict:
             chunk = assistant.retriever.search(mask_pii(case.query), 1)[0].chunk
             assert (chunk.article, chunk.section) == (top["article"], top["section"])
             text = without_citation(reply.reply)
-            words, passage = content_words(text), set(content_words(chunk.text))
+            said, passage = set(content_words(text)), set(content_words(chunk.text))
+            # the question's words that the passage has: does the reply keep them?
+            asked = set(content_words(case.query)) & passage
             row |= {
                 "cited": {"article": top["article"], "section": top["section"]},
                 "right_article": top["article"] == case.article,
@@ -71,9 +65,9 @@ def run_questions(assistant, cases) -> dict:
                 "reply": reply.reply,
                 "reply_words": len(text.split()),
                 "passage_words": len(chunk.text.split()),
-                "words_in_passage": (
-                    round(sum(w in passage for w in words) / len(words), 4) if words else None
-                ),
+                "words_in_passage": round(grounded_share(text, chunk.text), 4),
+                "passage_words_kept": round(len(said & passage) / max(len(passage), 1), 4),
+                "question_words_kept": round(len(said & asked) / len(asked), 4) if asked else None,
                 "verbatim": text.strip() in chunk.text,
             }
         rows.append(row)
@@ -88,7 +82,10 @@ def summarize(rows: list[dict]) -> dict:
     def share(k: int, of: int) -> float | None:
         return round(k / of, 4) if of else None
 
-    grounded = [r["words_in_passage"] for r in written if r["words_in_passage"] is not None]
+    def mean(key: str, of: list[dict]) -> float | None:
+        values = [r[key] for r in of if r.get(key) is not None]
+        return round(statistics.mean(values), 4) if values else None
+
     return {
         "questions": n,
         "paths": {
@@ -99,7 +96,9 @@ def summarize(rows: list[dict]) -> dict:
         "answered_with_right_article": share(sum(r.get("right_article", False) for r in rows), n),
         "handed_off": share(sum(r["path"] == "handoff" for r in rows), n),
         "retrieval_replies_written": share(len(written), len(retrieval)),
-        "written_words_in_passage_mean": round(statistics.mean(grounded), 4) if grounded else None,
+        "written_words_in_passage_mean": mean("words_in_passage", written),
+        "passage_words_kept_mean": mean("passage_words_kept", retrieval),
+        "question_words_kept_mean": mean("question_words_kept", retrieval),
         "written_verbatim_from_passage": share(sum(r["verbatim"] for r in written), len(written)),
         "reply_words_median": (
             statistics.median(r["reply_words"] for r in retrieval) if retrieval else None
@@ -128,6 +127,10 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument(
+        "--distractor-share", type=float, default=1.0,
+        help="Training passages with another intent's answer mixed in (train_writer's option).",
+    )  # fmt: skip
     ap.add_argument("--max-new-tokens", type=int, default=96)
     ap.add_argument("--limit", type=int, default=0, help="First N questions only (smoke test).")
     ap.add_argument("--out", type=Path, default=OUT)
@@ -152,6 +155,7 @@ def main() -> None:
     trained = train_writer(
         directory, base="smollm2", method=args.method, epochs=args.epochs,
         per_intent=args.per_intent, max_length=args.max_length, batch_size=args.batch_size,
+        distractor_share=args.distractor_share,
     )  # fmt: skip
     cfg = AssistConfig.load(directory)
     cfg.writer_max_new_tokens = args.max_new_tokens
@@ -164,6 +168,8 @@ def main() -> None:
         "training_conversations": trained.pairs,
         "max_length": args.max_length,
         "batch_size": args.batch_size,
+        "distractor_share": args.distractor_share,
+        "min_grounding": cfg.writer_min_grounding,
         "max_new_tokens": args.max_new_tokens,
         "train_seconds": round(time.perf_counter() - t0, 1),
         "validation": trained.model.metrics.get("validation"),

@@ -19,6 +19,7 @@ from tuneforge.apps.assist.writer import (
     TRAINING_FILE,
     Writer,
     grounded_conversations,
+    grounded_share,
     train_writer,
     whole_sentences,
 )
@@ -91,19 +92,23 @@ def test_grounded_passages_mix_in_another_intents_answer(tmp_path):
     assert all(other in p and pairs[0][2] in p for p in passages)
     assert {p.startswith(other) for p in passages} == {True, False}  # both orders occur
     assert all(chat[-1] == {"role": "assistant", "content": pairs[0][2]} for chat in chats)
+    half = grounded_conversations(pairs * 10, answers, seed=1, distractor_share=0.5)
+    alone = sum(chat[0]["content"].endswith("\n" + pairs[0][2]) for chat in half)
+    assert 60 <= alone <= 140  # about half of 200 have the reply alone as the passage
 
 
 class SpyWriter:
-    """Records each prompt; answers with `text`, or raises it when it is an exception."""
+    """Records each prompt; answers with `text` (None: the passage's first sentence), or raises
+    it when it is an exception."""
 
-    def __init__(self, text="Operators may charge their own fee. See the Travel article."):
+    def __init__(self, text="ATM operators may add their own fee (Travel)."):
         self.text, self.calls = text, []
 
     def write(self, question, source, passage):
         self.calls.append((question, source, passage))
         if isinstance(self.text, Exception):
             raise self.text
-        return self.text
+        return passage.split(". ")[0] + "." if self.text is None else self.text
 
 
 def test_retrieval_reply_is_written_but_cited_from_the_chunk(tmp_path):
@@ -118,6 +123,25 @@ def test_retrieval_reply_is_written_but_cited_from_the_chunk(tmp_path):
     assert question == "what is the ATM fee" and source == "Fees › ATM fees"
     assert passage in quoted.reply
     assert reply.to_dict()["written"] is True
+
+
+def test_an_answer_not_from_the_passage_is_not_said(tmp_path, caplog):
+    bot = make_assistant(write_assistant(tmp_path / "bot"), answer=2.0, retrieval=-2.0)
+    quoted = bot.decide("what is the ATM fee")
+    bot.writer = SpyWriter("Premium customers never pay ATM fees abroad.")  # 2 of 7 words
+    with caplog.at_level(logging.INFO):
+        reply = bot.decide("what is the ATM fee")
+    assert reply.path == "retrieval" and not reply.written and reply.reply == quoted.reply
+    assert "writer's answer 29% from the passage" in caplog.text
+    bot.writer_min_grounding = 0.25
+    assert bot.decide("what is the ATM fee").written
+
+
+def test_grounded_share():
+    passage = "Withdrawals above your allowance cost 2% at the ATM."
+    assert grounded_share("The ATM costs 2% above the allowance.", passage) == 1.0
+    assert grounded_share("ATM withdrawals are free", passage) == pytest.approx(2 / 3)
+    assert grounded_share("", passage) == 1.0
 
 
 def test_low_retrieval_confidence_still_hands_off(tmp_path):
@@ -209,7 +233,7 @@ def test_eval_counts_right_citations_and_written_replies(tmp_path):
     quoted = held_out_retrieval(bot, cases)
     assert quoted["answered_with_right_citation"] == 0.3333
     assert quoted["retrieval_path_written"] == 0.0
-    bot.writer = SpyWriter()
+    bot.writer = SpyWriter(None)  # says the passage's first sentence
     written = held_out_retrieval(bot, cases)
     assert written["retrieval_path_written"] == 1.0 and len(bot.writer.calls) == 2
     assert written["answered_with_right_citation"] == 0.3333  # the citation is the chunk's

@@ -61,6 +61,9 @@ class AssistConfig(AppSettings):
     # answer on the retrieval path; null: the passage itself is the reply (writer.py).
     writer: str | None = None
     writer_max_new_tokens: int = Field(96, ge=8, le=512)
+    # ...and quotes the passage instead when less of what it wrote is in the passage than this
+    # (share of content words): a check of "answer only from the passage", not a hope.
+    writer_min_grounding: float = Field(0.8, ge=0, le=1)
 
     @field_validator("min_in_scope_recall")
     @classmethod

@@ -21,6 +21,7 @@ from tuneforge.apps.assist.oos import EMBEDDING_SCORES, in_scope_score
 from tuneforge.apps.assist.retrieval import Chunk, Retriever
 from tuneforge.apps.assist.slots import extract_slots, fill
 from tuneforge.apps.assist.store import Store
+from tuneforge.apps.assist.writer import grounded_share
 from tuneforge.errors import ConfigError
 from tuneforge.serving.pii import mask_pii
 
@@ -77,10 +78,11 @@ class Assistant:
         store: Store | None = None,
         top_k: int = 3,
         writer: AnswerWriter | None = None,
+        writer_min_grounding: float = 0.8,
     ) -> None:
         self.model, self.answers, self.calibration = model, answers, calibration
         self.score_kind, self.retriever, self.top_k = score_kind, retriever, top_k
-        self.store, self.writer = store, writer
+        self.store, self.writer, self.writer_min_grounding = store, writer, writer_min_grounding
         self._lock = threading.Lock()  # one message at a time through the model: bounded CPU
 
     @classmethod
@@ -116,6 +118,7 @@ class Assistant:
             store=store,
             top_k=cfg.top_k,
             writer=writer,
+            writer_min_grounding=cfg.writer_min_grounding,
         )
 
     def intent_scores(self, texts: list[str]) -> tuple[list[str], np.ndarray]:
@@ -181,16 +184,22 @@ class Assistant:
         )
 
     def _write(self, masked: str, chunk: Chunk, where: str) -> str:
-        """The writer's answer from `chunk`, or '' (no writer, it failed or said nothing): the
-        reply then quotes the passage. The citation is the chunk's, whatever the model wrote."""
+        """The writer's answer from `chunk`, or '' (no writer, it failed, said nothing or said
+        what the passage does not): the reply then quotes the passage. The citation is the
+        chunk's, whatever the model wrote."""
         if self.writer is None:
             return ""
         try:
-            return self.writer.write(masked, where, chunk.text).strip()
+            text = self.writer.write(masked, where, chunk.text).strip()
         except Exception as exc:  # a broken writer must not take the assistant down
             # the type only: an exception's message may quote the customer's text
             log.warning("writer failed (%s); the reply quotes the passage", type(exc).__name__)
             return ""
+        share = grounded_share(text, chunk.text)
+        if share < self.writer_min_grounding:
+            log.info("writer's answer %.0f%% from the passage; the reply quotes it", 100 * share)
+            return ""
+        return text
 
 
 def citation(chunk: Chunk) -> str:

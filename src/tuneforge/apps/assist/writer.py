@@ -33,12 +33,31 @@ INSTRUCTION = (
     "three sentences, using only the passage below. Do not add anything the passage does not say."
 )
 _SENTENCE_END = re.compile(r"[.!?)](?=\s|$)")
+_WORD = re.compile(r"[^\W_]+")
+# words that say nothing of where an answer's content comes from
+_COMMON = (
+    "the a an and or to of in on for with your you is are be it its this that at by from can "
+    "will we our us as if not no do does have has was were any all"
+)
+COMMON_WORDS = frozenset(_COMMON.split())
 
 
 def grounded_messages(question: str, source: str, passage: str) -> list[dict[str, str]]:
     """The prompt of the retrieval path: instruction and passage (system), the question (user)."""
     system = f"{INSTRUCTION}\n\nPassage from “{source}”:\n{passage}"
     return [{"role": "system", "content": system}, {"role": "user", "content": question}]
+
+
+def content_words(text: str) -> list[str]:
+    """Lower-case words but the common ones, a plural's -s cut ("fees" and "fee" are one)."""
+    words = [w for w in _WORD.findall(text.lower()) if w not in COMMON_WORDS]
+    return [w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w for w in words]
+
+
+def grounded_share(text: str, passage: str) -> float:
+    """Share of `text`'s content words found in `passage` (1.0 when it has none)."""
+    words, known = content_words(text), set(content_words(passage))
+    return sum(w in known for w in words) / len(words) if words else 1.0
 
 
 def answer_pairs(
@@ -53,16 +72,20 @@ def answer_pairs(
 
 
 def grounded_conversations(
-    pairs: list[tuple[str, str, str]], answers: dict[str, Answer], seed: int = 0
+    pairs: list[tuple[str, str, str]],
+    answers: dict[str, Answer],
+    seed: int = 0,
+    distractor_share: float = 1.0,
 ) -> list[list[dict[str, str]]]:
-    """Each pair as a grounded chat: the passage is its reply and another intent's approved
-    answer (the fallback text: no slots), in a random order; the target is the reply."""
+    """Each pair as a grounded chat whose target is the reply: the passage is the reply and, for
+    `distractor_share` of the pairs, another intent's approved answer (its fallback text: no
+    slots), in a random order."""
     rng = np.random.default_rng(seed)
     intents = sorted(answers)
     chats = []
     for question, intent, reply in pairs:
         parts = [reply]
-        if len(intents) > 1:
+        if len(intents) > 1 and rng.random() < distractor_share:
             other = (intents.index(intent) + int(rng.integers(1, len(intents)))) % len(intents)
             parts.append(fill(answers[intents[other]], {})[0])
         if rng.random() < 0.5:
@@ -117,6 +140,7 @@ def train_writer(
     per_intent: int | None = None,
     batch_size: int = 8,
     max_length: int = 256,
+    distractor_share: float = 1.0,
     seed: int = 0,
     progress: bool = True,
     **options,
@@ -130,7 +154,8 @@ def train_writer(
     cfg = AssistConfig.load(directory)
     intents, answers, _, _ = load_knowledge(directory, cfg)
     texts, labels = per_intent_subset(intents.texts, intents.labels, per_intent, seed)
-    chats = grounded_conversations(answer_pairs(texts, labels, answers), answers, seed)
+    pairs = answer_pairs(texts, labels, answers)
+    chats = grounded_conversations(pairs, answers, seed, distractor_share)
     history = historical_conversations(conversations) if conversations else []
     file = write_training_file(directory / TRAINING_FILE, chats + history)
     model = tuneforge.tune(
