@@ -73,23 +73,25 @@ def train_model(base: str, out: Path) -> Path:
     return out
 
 
-def start_server(model: Path, port: int, max_streams: int) -> subprocess.Popen:
+def start_server(model: Path, port: int, max_streams: int, log: Path) -> subprocess.Popen:
     cmd = [
         str(Path(sys.executable).with_name("tuneforge")), "serve", f"chat={model}",
         "--port", str(port),
         "--rate", "0", "--max-streams", str(max_streams),
     ]  # fmt: skip
     env = {**os.environ, "TUNEFORGE_API_KEYS": KEY}
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # its log to a file: a pipe nobody reads fills up, and the server blocks writing to it
+    with open(log, "wb") as out:
+        return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
-def wait_ready(url: str, proc: subprocess.Popen, seconds: float = 300) -> None:
+def wait_ready(url: str, proc: subprocess.Popen, log: Path, seconds: float = 300) -> None:
     import httpx
 
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
+            raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
         try:
             if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
                 return
@@ -200,10 +202,11 @@ def main() -> None:
         train_seconds = round(time.perf_counter() - t0, 1)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = start_server(model, port, args.max_streams)
+    log = tmp / "server.log"
+    proc = start_server(model, port, args.max_streams, log)
     levels = []
     try:
-        wait_ready(url, proc)
+        wait_ready(url, proc, log)
         asyncio.run(closed_loop(url, 1, 2, args.max_tokens, stream=False))  # warm-up
         for c in args.concurrency:
             n = max(4, 2 * c)

@@ -62,10 +62,13 @@ class ServedModel:
         }
         self._predict = MicroBatcher(self._predict_batch, **common)
         self._embed = MicroBatcher(self._embed_batch, **common)
+        # A pass is one forward batch of prompts (one generate call when their options agree):
+        # each request is answered when its own batch is done, not when the queue's last is.
         generating = {
             **common,
+            "max_batch": settings.forward_batch,
             "max_delay_ms": settings.generate_max_delay_ms,
-            "cost_unit": settings.forward_batch,  # prompts decoded together in one generate
+            "cost_unit": settings.forward_batch,
         }
         self._generate = MicroBatcher(self._generate_batch, **generating)
         self.streams = StreamSlots(settings.max_streams, settings.max_queue)
