@@ -37,8 +37,9 @@ def without_citation(reply: str) -> str:
     return reply.rsplit(" (from the help article “", 1)[0]
 
 
-def run_questions(assistant, cases) -> dict:
-    """Path and citation of each held-out question; the writer's text measured where it wrote."""
+def run_questions(assistant, cases, said: dict | None = None) -> dict:
+    """Path and citation of each held-out question; the writer's text measured where it wrote;
+    `said`: what the writer returned per masked question, before the pipeline's checks."""
     from tuneforge.apps.assist.writer import content_words, grounded_share
     from tuneforge.serving.pii import mask_pii
 
@@ -70,6 +71,8 @@ def run_questions(assistant, cases) -> dict:
                 "question_words_kept": round(len(said & asked) / len(asked), 4) if asked else None,
                 "verbatim": text.strip() in chunk.text,
             }
+            if said is not None:
+                row["writer_said"] = said.get(mask_pii(case.query))
         rows.append(row)
     return {"summary": summarize(rows), "questions": rows}
 
@@ -78,6 +81,7 @@ def summarize(rows: list[dict]) -> dict:
     n = len(rows)
     retrieval = [r for r in rows if r["path"] == "retrieval"]
     written = [r for r in retrieval if r["written"]]
+    refused = [r for r in retrieval if r.get("writer_said") and not r["written"]]
 
     def share(k: int, of: int) -> float | None:
         return round(k / of, 4) if of else None
@@ -96,6 +100,8 @@ def summarize(rows: list[dict]) -> dict:
         "answered_with_right_article": share(sum(r.get("right_article", False) for r in rows), n),
         "handed_off": share(sum(r["path"] == "handoff" for r in rows), n),
         "retrieval_replies_written": share(len(written), len(retrieval)),
+        # the writer answered, but not from the passage or without the question's words
+        "retrieval_writer_answers_refused": share(len(refused), len(retrieval)),
         "written_words_in_passage_mean": mean("words_in_passage", written),
         "passage_words_kept_mean": mean("passage_words_kept", retrieval),
         "question_words_kept_mean": mean("question_words_kept", retrieval),
@@ -170,6 +176,7 @@ def main() -> None:
         "batch_size": args.batch_size,
         "distractor_share": args.distractor_share,
         "min_grounding": cfg.writer_min_grounding,
+        "min_coverage": cfg.writer_min_coverage,
         "max_new_tokens": args.max_new_tokens,
         "train_seconds": round(time.perf_counter() - t0, 1),
         "validation": trained.model.metrics.get("validation"),
@@ -177,7 +184,14 @@ def main() -> None:
     }
     print("writer:", run["writer"], flush=True)
     writing = Assistant.load(directory)
-    run["written"] = run_questions(writing, cases)
+    said, write = {}, writing.writer.write
+
+    def recorded(question: str, source: str, passage: str) -> str:
+        said[question] = text = write(question, source, passage)
+        return text
+
+    writing.writer.write = recorded
+    run["written"] = run_questions(writing, cases, said)
     print("written:", run["written"]["summary"], flush=True)
     save_runs(args.out, [run], description=__doc__.split("\n\n")[0])
     print(f"appended to {args.out}")

@@ -20,6 +20,7 @@ from tuneforge.apps.assist.writer import (
     Writer,
     grounded_conversations,
     grounded_share,
+    question_coverage,
     train_writer,
     whole_sentences,
 )
@@ -137,6 +138,26 @@ def test_an_answer_not_from_the_passage_is_not_said(tmp_path, caplog):
     assert bot.decide("what is the ATM fee").written
 
 
+def test_an_answer_that_drops_what_matched_the_question_is_not_said(tmp_path, caplog):
+    bot = make_assistant(write_assistant(tmp_path / "bot"), answer=2.0, retrieval=-2.0)
+    quoted = bot.decide("do ATM operators take a fee on withdrawals")
+    bot.writer = SpyWriter("Operators may add their own ATM fee.")  # grounded, no "withdrawals"
+    with caplog.at_level(logging.INFO):
+        reply = bot.decide("do ATM operators take a fee on withdrawals")
+    assert not reply.written and reply.reply == quoted.reply
+    assert "keeps 75% of the question's words" in caplog.text
+    bot.writer_min_coverage = 0.75
+    assert bot.decide("do ATM operators take a fee on withdrawals").written
+
+
+def test_question_coverage():
+    passage = "Withdrawals above your allowance cost 2% at the ATM."
+    question = "what do ATM withdrawals cost on holiday"  # atm, withdrawal, cost in the passage
+    assert question_coverage(question, "ATM withdrawals cost 2%.", passage) == 1.0
+    assert question_coverage(question, "It costs 2% at the ATM.", passage) == pytest.approx(2 / 3)
+    assert question_coverage("hello there", "Anything.", passage) == 1.0
+
+
 def test_grounded_share():
     passage = "Withdrawals above your allowance cost 2% at the ATM."
     assert grounded_share("The ATM costs 2% above the allowance.", passage) == 1.0
@@ -234,6 +255,7 @@ def test_eval_counts_right_citations_and_written_replies(tmp_path):
     assert quoted["answered_with_right_citation"] == 0.3333
     assert quoted["retrieval_path_written"] == 0.0
     bot.writer = SpyWriter(None)  # says the passage's first sentence
+    bot.writer_min_coverage = 0.0  # even where it drops the question's words
     written = held_out_retrieval(bot, cases)
     assert written["retrieval_path_written"] == 1.0 and len(bot.writer.calls) == 2
     assert written["answered_with_right_citation"] == 0.3333  # the citation is the chunk's

@@ -64,6 +64,9 @@ class AssistConfig(AppSettings):
     # ...and quotes the passage instead when less of what it wrote is in the passage than this
     # (share of content words): a check of "answer only from the passage", not a hope.
     writer_min_grounding: float = Field(0.8, ge=0, le=1)
+    # ...or when it drops more of the question's words that the passage has than this allows
+    # (1: it keeps them all): a shortened answer must keep what matched the question.
+    writer_min_coverage: float = Field(1.0, ge=0, le=1)
 
     @field_validator("min_in_scope_recall")
     @classmethod

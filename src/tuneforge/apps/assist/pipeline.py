@@ -21,7 +21,7 @@ from tuneforge.apps.assist.oos import EMBEDDING_SCORES, in_scope_score
 from tuneforge.apps.assist.retrieval import Chunk, Retriever
 from tuneforge.apps.assist.slots import extract_slots, fill
 from tuneforge.apps.assist.store import Store
-from tuneforge.apps.assist.writer import grounded_share
+from tuneforge.apps.assist.writer import grounded_share, question_coverage
 from tuneforge.errors import ConfigError
 from tuneforge.serving.pii import mask_pii
 
@@ -79,10 +79,15 @@ class Assistant:
         top_k: int = 3,
         writer: AnswerWriter | None = None,
         writer_min_grounding: float = 0.8,
+        writer_min_coverage: float = 1.0,
     ) -> None:
         self.model, self.answers, self.calibration = model, answers, calibration
         self.score_kind, self.retriever, self.top_k = score_kind, retriever, top_k
-        self.store, self.writer, self.writer_min_grounding = store, writer, writer_min_grounding
+        self.store, self.writer = store, writer
+        self.writer_min_grounding, self.writer_min_coverage = (
+            writer_min_grounding,
+            writer_min_coverage,
+        )
         self._lock = threading.Lock()  # one message at a time through the model: bounded CPU
 
     @classmethod
@@ -119,6 +124,7 @@ class Assistant:
             top_k=cfg.top_k,
             writer=writer,
             writer_min_grounding=cfg.writer_min_grounding,
+            writer_min_coverage=cfg.writer_min_coverage,
         )
 
     def intent_scores(self, texts: list[str]) -> tuple[list[str], np.ndarray]:
@@ -184,9 +190,9 @@ class Assistant:
         )
 
     def _write(self, masked: str, chunk: Chunk, where: str) -> str:
-        """The writer's answer from `chunk`, or '' (no writer, it failed, said nothing or said
-        what the passage does not): the reply then quotes the passage. The citation is the
-        chunk's, whatever the model wrote."""
+        """The writer's answer from `chunk`, or '' (no writer, it failed, said nothing, said what
+        the passage does not, or left out the question's words the passage has): the reply then
+        quotes the passage. The citation is the chunk's, whatever the model wrote."""
         if self.writer is None:
             return ""
         try:
@@ -198,6 +204,10 @@ class Assistant:
         share = grounded_share(text, chunk.text)
         if share < self.writer_min_grounding:
             log.info("writer's answer %.0f%% from the passage; the reply quotes it", 100 * share)
+            return ""
+        kept = question_coverage(masked, text, chunk.text)
+        if kept < self.writer_min_coverage:
+            log.info("writer's answer keeps %.0f%% of the question's words; quoted", 100 * kept)
             return ""
         return text
 

@@ -60,6 +60,15 @@ def grounded_share(text: str, passage: str) -> float:
     return sum(w in known for w in words) / len(words) if words else 1.0
 
 
+def question_coverage(question: str, text: str, passage: str) -> float:
+    """Share of the question's content words that are in `passage` and that `text` keeps
+    (1.0 when the passage has none): an answer cut short of them has likely lost the sentence
+    that matched the question."""
+    said, known = set(content_words(text)), set(content_words(passage))
+    asked = set(content_words(question)) & known
+    return len(asked & said) / len(asked) if asked else 1.0
+
+
 def answer_pairs(
     texts: list[str], labels: list[str], answers: dict[str, Answer]
 ) -> list[tuple[str, str, str]]:
