@@ -56,7 +56,7 @@ def run_questions(assistant, cases, said: dict | None = None) -> dict:
             chunk = assistant.retriever.search(mask_pii(case.query), 1)[0].chunk
             assert (chunk.article, chunk.section) == (top["article"], top["section"])
             text = without_citation(reply.reply)
-            said, passage = set(content_words(text)), set(content_words(chunk.text))
+            kept, passage = set(content_words(text)), set(content_words(chunk.text))
             # the question's words that the passage has: does the reply keep them?
             asked = set(content_words(case.query)) & passage
             row |= {
@@ -67,8 +67,8 @@ def run_questions(assistant, cases, said: dict | None = None) -> dict:
                 "reply_words": len(text.split()),
                 "passage_words": len(chunk.text.split()),
                 "words_in_passage": round(grounded_share(text, chunk.text), 4),
-                "passage_words_kept": round(len(said & passage) / max(len(passage), 1), 4),
-                "question_words_kept": round(len(said & asked) / len(asked), 4) if asked else None,
+                "passage_words_kept": round(len(kept & passage) / max(len(passage), 1), 4),
+                "question_words_kept": round(len(kept & asked) / len(asked), 4) if asked else None,
                 "verbatim": text.strip() in chunk.text,
             }
             if said is not None:
