@@ -218,7 +218,11 @@ def main() -> None:
         counters = server_counters(url)
     finally:
         proc.terminate()
-        proc.wait(60)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
         shutil.rmtree(tmp, ignore_errors=True)
     result = {
         **header,

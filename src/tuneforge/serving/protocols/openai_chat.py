@@ -391,9 +391,9 @@ async def _events(request, served, body, kind: str, prompt, options, start: floa
         async with served.streams.slot():
             first = True
             async for piece in served.stream(prompt, options):
-                if isinstance(piece, Generation):
+                if isinstance(piece, Generation):  # the last item: the counts
                     final = piece
-                    break
+                    continue
                 if first:
                     request.app.state.metrics.time_to_first_token.labels(served.name).observe(
                         time.perf_counter() - start
