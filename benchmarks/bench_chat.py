@@ -50,10 +50,10 @@ PLANS = {
     "partial4-lr5e-4": ("partial", 2, 5e-4, {"top_layers": 4}, {}, {}),
     "partial4-lr1e-3": ("partial", 2, 1e-3, {"top_layers": 4}, {}, {}),
     "partial4-packed": ("partial", 2, 2e-4, {"top_layers": 4}, {"packing": True}, {}),
-    "partial4-lr5e-4-packed": ("partial", 2, 5e-4, {"top_layers": 4}, {"packing": True}, {}),
+    "partial4-lr2e-3": ("partial", 2, 2e-3, {"top_layers": 4}, {}, {}),
+    "partial4-lr1e-3-packed": ("partial", 2, 1e-3, {"top_layers": 4}, {"packing": True}, {}),
     # quality with more data and epochs (no TRL run at this size: it would take ~30 min)
-    "partial4-lr5e-4-4ep": ("partial", 4, 5e-4, {"top_layers": 4}, {}, {}),
-    "partial8-lr5e-4-4ep": ("partial", 4, 5e-4, {"top_layers": 8}, {}, {}),
+    "partial4-lr1e-3-4ep": ("partial", 4, 1e-3, {"top_layers": 4}, {}, {}),
 }
 COMMON = {"batch_size": 8, "max_length": 256, "warmup_ratio": 0.06, "weight_decay": 0.01}
 
