@@ -165,7 +165,9 @@ def _resolve_task(cfg: TrainConfig, train) -> tuple[TrainConfig, Task]:
             f"Metric '{metric}' is not one of the {name} task's: {', '.join(impl.metrics)}. "
             "Pass --metric with one of them."
         )
-    return cfg.model_copy(update={"task": impl.name, "metric": metric}), impl
+    # the task's own defaults (a decoder's batch size) for what the user did not set
+    defaults = {k: v for k, v in impl.default_config.items() if k not in cfg.model_fields_set}
+    return cfg.model_copy(update={"task": impl.name, "metric": metric, **defaults}), impl
 
 
 def _config_with(config: TrainConfig | None, **values) -> TrainConfig:
@@ -173,7 +175,8 @@ def _config_with(config: TrainConfig | None, **values) -> TrainConfig:
     given = {k: v for k, v in values.items() if v is not None}
     if config is None:
         return TrainConfig.build(**given)
-    return TrainConfig.build(**{**config.model_dump(), **given})
+    # only what the config set, so a task's defaults can still fill the rest
+    return TrainConfig.build(**{**config.model_dump(exclude_unset=True), **given})
 
 
 def _ignored_flags(method, cfg: TrainConfig, resume: bool) -> list[str]:

@@ -196,3 +196,16 @@ def test_the_generate_verb_streams_a_memorized_answer(full_run):
     first, again = runner.invoke(app, sampled), runner.invoke(app, sampled)
     assert first.exit_code == 0 and first.output == again.output  # seeded: reproducible
     assert "." not in first.output  # the stop string ends (and is trimmed from) the text
+
+
+def test_the_chat_task_defaults_to_small_batches_unless_told(chats, llama_dir):
+    from tuneforge.config import TrainConfig
+
+    quick = dict(epochs=0.5, progress=False, early_stopping=0)
+    model = tuneforge.tune(chats, task="chat", base=str(llama_dir), method="full", **quick)
+    assert model.config.train_config["batch_size"] == 8  # the task's, not the classifier's 32
+    assert model.config.train_config["max_length"] == 512
+    told = tuneforge.tune(chats, task="chat", base=str(llama_dir), method="full", batch_size=4,
+                          config=TrainConfig.build(max_length=64), **quick)  # fmt: skip
+    assert told.config.train_config["batch_size"] == 4
+    assert told.config.train_config["max_length"] == 64

@@ -98,9 +98,11 @@ def train(
         bf16=bf16,
     )
     base_cfg = TrainConfig.from_yaml(config) if config else TrainConfig()
-    merged = {**base_cfg.model_dump(), **{k: v for k, v in values.items() if v is not None}}
-    merged["method_options"] = {**merged["method_options"], **parse_options(option)}
-    merged["task_options"] = {**merged["task_options"], **parse_options(task_option)}
+    # only what the YAML or a flag set: the task fills its own defaults for the rest
+    given = {k: v for k, v in values.items() if v is not None}
+    merged = {**base_cfg.model_dump(exclude_unset=True), **given}
+    merged["method_options"] = {**merged.get("method_options", {}), **parse_options(option)}
+    merged["task_options"] = {**merged.get("task_options", {}), **parse_options(task_option)}
     cfg = TrainConfig.build(**merged)
     if data is None and labels is None:
         from tuneforge.errors import ConfigError

@@ -40,6 +40,8 @@ class Task:
     v2_outputs: ClassVar[dict[str, str]] = {}
     # method -> its default learning rate for this task, where it differs from the method's
     default_lrs: ClassVar[dict[str, float]] = {}
+    # TrainConfig fields whose default differs for this task (used where the user set none)
+    default_config: ClassVar[dict[str, Any]] = {}
     # dynamic axes of the ONNX graph's outputs (`logits`, `embedding`); default: batch only
     onnx_axes: ClassVar[dict[str, dict[int, str]]] = {}
     default_metric: ClassVar[str] = ""

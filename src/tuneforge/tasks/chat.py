@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -142,6 +142,10 @@ class Chat(Task):
     # LoRA r=16/alpha=32 at 1e-4..1e-3 (2e-4 for 7B, smaller models take larger steps) and full
     # fine-tuning at 2e-5..5e-5; taken at the small-model end of each
     default_lrs: ClassVar[dict[str, float]] = {"lora": 5e-4, "full": 5e-5}
+    # a 30-layer decoder keeps ~80 KB of activations per token and layer for the backward pass:
+    # SmolLM2 LoRA at the default batch of 32 rows of ~180 tokens ran out of 24 GB; 8 peaked at
+    # 6.5 GB. Conversations are longer than the classifier's 128-token texts.
+    default_config: ClassVar[dict[str, Any]] = {"batch_size": 8, "max_length": 512}
 
     def __init__(self, options: dict | None = None) -> None:
         self.options = ChatConfig(**(options or {}))
