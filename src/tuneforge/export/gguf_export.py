@@ -336,20 +336,11 @@ def _pre_tokenizer_name(pre: dict | None) -> str:
 # ---- the check ----------------------------------------------------------------------------------
 def gguf_parity(lm, tokenizer, path: Path, quantize: str) -> dict:
     """Load `path` back with transformers and compare it with (lm, tokenizer)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
-
     from tuneforge.models.registry import quiet_hf
+    from tuneforge.models.smollm2 import load_gguf
 
     quiet_hf()
-    folder, name = str(path.parent), path.name
-    loaded_tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    loaded = AutoModelForCausalLM.from_pretrained(
-        folder,
-        gguf_file=name,
-        dtype=torch.float32,
-        quantization_config=GgufConfig(gguf_file=name, dequantize=True),
-    )
+    loaded, loaded_tok = load_gguf(path)
     return compare_models(lm, tokenizer, loaded.eval(), loaded_tok, PARITY_LIMITS[quantize])
 
 

@@ -67,19 +67,9 @@ def _is_complete(path: Path) -> bool:
 
 def convert_gguf(gguf_path: Path, out_dir: Path, version: str = "") -> Path:
     """Write the dense HF directory for `gguf_path` into out_dir (atomically); returns out_dir."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
     def write(tmp: Path) -> None:
-        folder, name = str(gguf_path.parent), gguf_path.name
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-        # dequantize=True: a plain dense model even where a GGUF matmul kernel is installed
-        loaded = AutoModelForCausalLM.from_pretrained(
-            folder,
-            gguf_file=name,
-            dtype=torch.float32,
-            quantization_config=GgufConfig(gguf_file=name, dequantize=True),
-        )
+        loaded, tokenizer = load_gguf(gguf_path)
         model = _without_quantizer(loaded)
         _check_tokenizer(tokenizer, gguf_path)
         tokenizer.model_max_length = model.config.max_position_embeddings  # 8192
@@ -90,6 +80,23 @@ def convert_gguf(gguf_path: Path, out_dir: Path, version: str = "") -> Path:
         (tmp / "MODEL_CARD_NOTE.txt").write_text(MODEL_CARD_NOTE + "\n", encoding="utf-8")
 
     return write_dir_atomically(Path(out_dir), write)
+
+
+def load_gguf(path: Path):
+    """(model, tokenizer) of a GGUF file, read by transformers into a float32 model."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    folder, name = str(Path(path).parent), Path(path).name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    # dequantize=True: a plain dense model even where a GGUF matmul kernel is installed
+    model = AutoModelForCausalLM.from_pretrained(
+        folder,
+        gguf_file=name,
+        dtype=torch.float32,
+        quantization_config=GgufConfig(gguf_file=name, dequantize=True),
+    )
+    return model, tokenizer
 
 
 def _without_quantizer(loaded):
