@@ -118,7 +118,8 @@ def run_chat(paths: dict, test_rows: list[dict], args) -> dict:
         paths["train"], val_data=paths["val"], task="chat", base="smollm2", method=args.method,
         epochs=args.epochs, lr=args.lr, seed=args.seed, early_stopping=0, eval_every=0.5,
         method_options={"top_layers": args.top_layers} if args.method == "partial" else {},
-        batch_size=8, max_length=256, progress=False,
+        batch_size=8, max_length=512, progress=False,
+        task_options={"truncate": True},  # a few "sentences" are whole postings (688 tokens)
     )  # fmt: skip
     train_wall = time.time() - t0
     curve = [{"epoch": e["epoch"], "val_loss": round(e["eval_loss"], 5)}
