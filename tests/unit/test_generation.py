@@ -185,6 +185,8 @@ def test_json_schema_output_always_parses_and_validates(model, tok):
             assert g.finish_reason == "stop", g.text
             jsonschema.validate(json.loads(g.text), SCHEMA)
             assert g.value == json.loads(g.text)
+            # json.dumps's layout, what fine-tuning targets are written in
+            assert g.text == json.dumps(g.value, ensure_ascii=False)
     (g,) = generate(model, tok, PROMPTS[2], GenerationOptions(json_schema=SCHEMA))
     jsonschema.validate(g.value, SCHEMA)
 
