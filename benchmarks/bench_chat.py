@@ -18,7 +18,9 @@ tokens/s, and on test greedy generations (one generation function for every run)
 the approved answer, ROUGE-L, and intent accuracy (the intent whose approved answer for that
 question is closest by ROUGE-L to the generation).
 
-    HF_HUB_OFFLINE=1 OMP_NUM_THREADS=2 python benchmarks/bench_chat.py --plans trl lora partial4
+    pip install -e ".[bench]"   # TRL, the baseline
+    HF_HUB_OFFLINE=1 OMP_NUM_THREADS=2 python benchmarks/bench_chat.py \
+        --plans trl lora partial4-lr1e-3
 """
 
 from __future__ import annotations
