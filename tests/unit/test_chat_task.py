@@ -196,6 +196,10 @@ def test_the_generate_verb_streams_a_memorized_answer(full_run):
     first, again = runner.invoke(app, sampled), runner.invoke(app, sampled)
     assert first.exit_code == 0 and first.output == again.output  # seeded: reproducible
     assert "." not in first.output  # the stop string ends (and is trimmed from) the text
+    int8 = runner.invoke(app, ["generate", str(out), PAIRS[1][0], "--precision", "int8"])
+    assert int8.exit_code == 0, int8.output
+    bad = runner.invoke(app, ["generate", str(out), PAIRS[1][0], "--precision", "fp8"])
+    assert bad.exit_code != 0 and "precision" in str(bad.exception or bad.output)
 
 
 def test_the_chat_task_defaults_to_small_batches_unless_told(chats, llama_dir):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 
+from tuneforge.cli import generation_flags as flags
 from tuneforge.cli.app import app
 
 COMMANDS = "/reset clears the conversation, /exit leaves (so do Ctrl-D and Ctrl-C)"
@@ -24,13 +25,14 @@ COMMANDS = "/reset clears the conversation, /exit leaves (so do Ctrl-D and Ctrl-
 def chat(
     model_dir: Path = typer.Argument(..., help="Model directory of a `chat` run."),
     system: str | None = typer.Option(None, help="A system message that starts the chat."),
-    max_new_tokens: int | None = typer.Option(None, help="Tokens per reply at most (256)."),
-    temperature: float | None = typer.Option(None, help="0 = greedy (default); > 0 samples."),
-    top_p: float | None = typer.Option(None, help="Nucleus sampling mass; 1 = off."),
-    top_k: int | None = typer.Option(None, help="Sample among the k likeliest; 0 = off."),
-    repetition_penalty: float | None = typer.Option(None, help="> 1 discourages repeats."),
-    stop: list[str] = typer.Option(None, "--stop", help="A string that ends a reply (repeat)."),
-    seed: int | None = typer.Option(None, help="Makes sampling reproducible."),
+    max_new_tokens: int | None = flags.MAX_NEW_TOKENS,
+    temperature: float | None = flags.TEMPERATURE,
+    top_p: float | None = flags.TOP_P,
+    top_k: int | None = flags.TOP_K,
+    repetition_penalty: float | None = flags.REPETITION_PENALTY,
+    stop: list[str] = flags.STOP,
+    seed: int | None = flags.SEED,
+    precision: str | None = flags.PRECISION,
     context: int | None = typer.Option(
         None, help="Tokens of conversation + reply kept (default: the model's window)."
     ),
@@ -38,24 +40,18 @@ def chat(
     """Chat with a fine-tuned chat model: type a message, read the reply as it is written.
     Ctrl-C during a reply stops that reply."""
     from tuneforge.errors import ConfigError
-    from tuneforge.generation import GenerationOptions
     from tuneforge.tasks.chat import hf_model_of
-    from tuneforge.tuned_model import TunedModel
 
-    model = TunedModel.load(model_dir)
-    if model.config.task != "chat":
-        raise ConfigError(
-            f"{model_dir} is a {model.config.task} model; `chat` needs a chat model (train one "
-            "with `tuneforge train chats.jsonl --task chat`). Use `tuneforge predict`."
-        )
-    options = GenerationOptions.build(
+    model = flags.load_chat_model(model_dir, "chat")
+    options = flags.generation_options(
+        stop,
         max_new_tokens=max_new_tokens,
         temperature=temperature,
         top_p=top_p,
         top_k=top_k,
         repetition_penalty=repetition_penalty,
-        stop=stop or None,
         seed=seed,
+        precision=precision,
     )
     lm = hf_model_of(model)
     window = context or lm.config.max_position_embeddings

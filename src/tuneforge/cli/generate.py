@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from tuneforge.cli import generation_flags as flags
 from tuneforge.cli.app import app
 
 
@@ -19,32 +20,29 @@ def generate(
     prompt: str = typer.Argument(..., help="The user's message."),
     system: str | None = typer.Option(None, help="A system message before the prompt."),
     raw: bool = typer.Option(False, "--raw", help="Use the prompt as is: no chat template."),
-    max_new_tokens: int | None = typer.Option(None, help="Tokens generated at most (256)."),
-    temperature: float | None = typer.Option(None, help="0 = greedy (default); > 0 samples."),
-    top_p: float | None = typer.Option(None, help="Nucleus sampling mass; 1 = off."),
-    top_k: int | None = typer.Option(None, help="Sample among the k likeliest; 0 = off."),
-    stop: list[str] = typer.Option(None, "--stop", help="A string that ends the text (repeat)."),
-    seed: int | None = typer.Option(None, help="Makes sampling reproducible."),
+    max_new_tokens: int | None = flags.MAX_NEW_TOKENS,
+    temperature: float | None = flags.TEMPERATURE,
+    top_p: float | None = flags.TOP_P,
+    top_k: int | None = flags.TOP_K,
+    repetition_penalty: float | None = flags.REPETITION_PENALTY,
+    stop: list[str] = flags.STOP,
+    seed: int | None = flags.SEED,
+    precision: str | None = flags.PRECISION,
 ) -> None:
     """Generate text with a fine-tuned chat model, printing tokens as they come."""
-    from tuneforge.errors import ConfigError
-    from tuneforge.generation import GenerationOptions, stream
+    from tuneforge.generation import stream
     from tuneforge.tasks.chat import hf_model_of
-    from tuneforge.tuned_model import TunedModel
 
-    model = TunedModel.load(model_dir)
-    if model.config.task != "chat":
-        raise ConfigError(
-            f"{model_dir} is a {model.config.task} model; `generate` needs a chat model (train "
-            f"one with `tuneforge train chats.jsonl --task chat`). Use `tuneforge predict`."
-        )
-    options = GenerationOptions.build(
+    model = flags.load_chat_model(model_dir, "generate")
+    options = flags.generation_options(
+        stop,
         max_new_tokens=max_new_tokens,
         temperature=temperature,
         top_p=top_p,
         top_k=top_k,
-        stop=stop or None,
+        repetition_penalty=repetition_penalty,
         seed=seed,
+        precision=precision,
     )
     turns = [{"role": "system", "content": system}] if system else []
     asked = prompt if raw else [*turns, {"role": "user", "content": prompt}]
