@@ -14,6 +14,8 @@ from pydantic import Field, field_validator, model_validator
 
 from tuneforge.config import YamlConfig
 
+Precision = Literal["fp32", "bf16", "int8"]  # weights while decoding (generation/precision.py)
+
 
 class GenerationOptions(YamlConfig):
     """Decoding settings; defaults work (greedy, 256 new tokens, stop at the end-of-turn token)."""
@@ -34,7 +36,7 @@ class GenerationOptions(YamlConfig):
     json_schema: dict[str, Any] | None = Field(
         None, description="the output is JSON that validates against this schema"
     )
-    precision: Literal["fp32", "bf16", "int8"] = Field(
+    precision: Precision = Field(
         "fp32", description="weights while decoding: bf16 needs AMX/AVX512-BF16; int8 dynamic"
     )
 

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import copy
 import weakref
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 
 from tuneforge.errors import ConfigError
+from tuneforge.generation.options import Precision
 
-Precision = Literal["fp32", "bf16", "int8"]
 _COPIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
