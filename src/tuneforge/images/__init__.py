@@ -1,0 +1,1 @@
+"""Image input: decoding, data sets and transforms."""
