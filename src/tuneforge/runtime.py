@@ -44,11 +44,11 @@ class TorchRuntime:
 
     @classmethod
     def load(cls, directory: Path, config: ArtifactConfig) -> TorchRuntime:
-        from tuneforge.models.pair import load_encoder_dir
         from tuneforge.tasks import get_task
 
         quiet_hf()
-        model = get_task(config.task).load_model(load_encoder_dir(directory / ENCODER_DIR), config)
+        task = get_task(config.task)
+        model = task.load_model(task.load_encoder(directory / ENCODER_DIR), config)
         model.head.load_state_dict(load_file(directory / HEAD_FILE))
         return cls(model)
 

@@ -14,9 +14,8 @@ import numpy as np
 
 from tuneforge.artifact import ArtifactConfig, model_card
 from tuneforge.errors import ArtifactError
-from tuneforge.models.encode import map_batches
 from tuneforge.paths import write_dir_atomically
-from tuneforge.runtime import load_tokenizer, runtime_class
+from tuneforge.runtime import runtime_class
 from tuneforge.tasks import Task, get_task
 from tuneforge.tasks.text_classification import Prediction
 
@@ -56,15 +55,8 @@ class TunedModel:
             texts = [texts]
         if not len(texts):
             return {"logits": np.zeros((0, len(self.labels)), dtype=np.float32)}
-        rows = map_batches(
-            lambda b: _rows(self.runtime.forward(b)),
-            self.tokenizer,
-            list(texts),
-            self.config.max_length,
-            batch_size,
-            self.config.text_prefix,
-            progress,
-        )
+        fn = lambda b: _rows(self.runtime.forward(b))  # noqa: E731
+        rows = self.task.map_inputs(self, fn, list(texts), batch_size, progress)
         return {name: np.stack([r[name] for r in rows]) for name in rows[0]}
 
     def logits(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
@@ -173,7 +165,8 @@ class TunedModel:
             if log_file.exists()
             else []
         )
-        model = cls(runtime, load_tokenizer(path), config, metrics, log)
+        processor = get_task(config.task).load_processor(path, config)
+        model = cls(runtime, processor, config, metrics, log)
         model.path = path
         return model
 

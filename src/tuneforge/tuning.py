@@ -132,7 +132,7 @@ def tune(
     )
     model = TunedModel(
         TorchRuntime(classifier),
-        ctx.load_tokenizer(),
+        task_impl.processor(ctx, classifier),
         config_out,
         log=_read_log(workdir / "logs" / LOG_FILE),
     )

@@ -16,7 +16,6 @@ from tuneforge.errors import ConfigError
 from tuneforge.models.registry import BaseModel, quiet_hf
 from tuneforge.tasks import Task, get_task
 from tuneforge.training import Trainer, TrainJob
-from tuneforge.training.batching import pad_token_batch
 
 
 class MethodOptions(Options):
@@ -78,10 +77,14 @@ class MethodContext:
         pair an `EncoderPair` reading our tokenizer's ids."""
         from transformers import AutoModel, AutoModelForCausalLM
 
-        from tuneforge.models.registry import CAUSAL_LM
+        from tuneforge.models.registry import CAUSAL_LM, IMAGE
 
         quiet_hf()
         torch.manual_seed(self.config.seed)
+        if self.base.kind == IMAGE:
+            from tuneforge.models.vision import load_backbone
+
+            return load_backbone(self.base)
         auto = AutoModelForCausalLM if self.base.kind == CAUSAL_LM else AutoModel
         encoder = auto.from_pretrained(str(self.base.path))
         if not self.base.pair_of:
@@ -132,13 +135,8 @@ class MethodContext:
         return self.task.job(self, module, features, collate_one, lengths)
 
     def token_job(self, module: torch.nn.Module) -> TrainJob:
-        """A TrainJob whose features are token ids: the whole model trains on raw inputs."""
-        pad = self.load_tokenizer().pad_token_id or 0
-        return self.job(
-            module,
-            lambda inputs, split: self.tokenize(inputs),
-            lambda ids: pad_token_batch(ids, pad),
-        )
+        """A TrainJob over the raw inputs (token ids; pictures): the whole model trains."""
+        return self.task.input_job(self, module)
 
     def trainer(self, lr: float, part: str | None = None, **config) -> Trainer:
         """The Trainer for this run; `part` names one of several trainings of a run (its own
@@ -226,4 +224,5 @@ def get_method(name: str, options: dict | None = None, task: str | None = None) 
             f"Method '{name}' does not train the {task} task. Use --method "
             f"{' or '.join(methods_for(task))} (or 'auto')."
         )
-    return METHODS[name](options)
+    defaults = get_task(task).default_method_options.get(name, {}) if task else {}
+    return METHODS[name]({**defaults, **(options or {})})

@@ -8,13 +8,17 @@ from pathlib import Path
 
 import numpy as np
 
-from tuneforge.models.encode import map_batches
 from tuneforge.paths import cache_dir
 
 
 def model_fingerprint(path: Path) -> str:
     """Cheap identity of a model directory: its config plus the size and head of its weights."""
     digest = hashlib.sha256()
+    if path.is_file():  # a weights file (EfficientNet-Lite's .pth)
+        digest.update(f"{path.name}{path.stat().st_size}".encode())
+        with open(path, "rb") as fh:
+            digest.update(fh.read(1 << 20))
+        return digest.hexdigest()[:16]
     for name in sorted(os.listdir(path)):
         file = path / name
         if file.suffix in (".json", ".safetensors", ".bin") and file.is_file():
@@ -36,7 +40,8 @@ def cached_embeddings(model, ctx, texts: list[str], use_cache: bool = True) -> n
     """Pooled embeddings from `model.embed` (frozen encoder); reuses the on-disk copy if any."""
     max_len = min(ctx.config.max_length, ctx.base.max_length)
     spec = model.spec
-    key = texts_key(texts, max_len, ctx.base.text_prefix, spec["pooling"], spec["normalize"])
+    settings = [max_len, ctx.base.text_prefix, spec["pooling"], spec["normalize"]]
+    key = texts_key(texts, *settings, *([spec["input_key"]] if "input_key" in spec else []))
     fingerprint = "-".join(model_fingerprint(b.path) for b in ctx.base.members())
     file = cache_dir("embeddings", fingerprint) / f"{key}.npy"
     if use_cache and file.exists():
@@ -50,14 +55,5 @@ def cached_embeddings(model, ctx, texts: list[str], use_cache: bool = True) -> n
 
 
 def embed_texts(model, ctx, texts: list[str], progress: str | None = None) -> np.ndarray:
-    """Pooled embeddings of `texts` by the model's current encoder (no cache)."""
-    model.eval()
-    rows = map_batches(
-        lambda b: list(model.embed(**b).numpy()),
-        ctx.load_tokenizer(),
-        texts,
-        min(ctx.config.max_length, ctx.base.max_length),
-        prefix=ctx.base.text_prefix,
-        progress=progress,
-    )
-    return np.stack(rows).astype(np.float32)
+    """Pooled embeddings of `texts` (a task's rows) by the model's current encoder (no cache)."""
+    return ctx.task.embed_rows(ctx, model, texts, progress)

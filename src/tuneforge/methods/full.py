@@ -9,7 +9,9 @@ from tuneforge.methods.base import Method, MethodContext, register_method
 class FullMethod(Method):
     name = "full"
     default_lr = 1e-4
-    tasks = frozenset({"text-classification", "token-classification", "chat"})
+    tasks = frozenset(
+        {"text-classification", "token-classification", "chat", "image-classification"}
+    )
 
     def fit(self, ctx: MethodContext):
         model = ctx.new_model(ctx.load_encoder())

@@ -41,16 +41,16 @@ class HeadMethod(Method):
     Options = HeadOptions
     default_lr = 1e-3
     trains_pairs = True  # the frozen encoders give the embeddings, whatever their number
-    tasks = frozenset({"text-classification", "token-classification"})
+    tasks = frozenset({"text-classification", "token-classification", "image-classification"})
 
     def run_flags(self, task: str = "text-classification") -> frozenset[str]:
         # logistic regression is one scikit-learn fit; the mlp head (and a tagger's per-token
         # head) trains with the Trainer
-        trainer = self.options.classifier == "mlp" or task != "text-classification"
+        trainer = self.options.classifier == "mlp" or task == "token-classification"
         return RUN_FLAGS if trainer else frozenset()
 
     def fit(self, ctx: MethodContext) -> TextClassifier:
-        if ctx.task.name != "text-classification":
+        if not ctx.task.embeds_rows:
             # frozen per-token vectors (the encoder's last layer, computed once) + a linear
             # layer trained on them: `partial` with no encoder layer trained
             from tuneforge.methods.partial import PartialOptions, train_top_layers

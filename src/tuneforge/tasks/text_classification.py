@@ -51,6 +51,7 @@ class TextClassification(Task):
     Config = TextClassificationConfig
     metrics = ("accuracy", "macro_f1")
     default_metric = "accuracy"
+    embeds_rows = True
     v2_outputs: ClassVar[dict[str, str]] = {"label": "BYTES", "score": "FP32"}
 
     # ---- data --------------------------------------------------------------------------------
