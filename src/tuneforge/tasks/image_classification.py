@@ -50,6 +50,10 @@ class ImageClassificationConfig(TaskConfig):
     head: Literal["linear", "mlp"] = "linear"
     head_hidden: int = 0
     max_pixels: int = 40_000_000  # decompression-bomb guard when decoding
+    # bf16 autocast for the backbone's passes without gradients (cached blocks, embeddings,
+    # inference); "auto": bf16 where the CPU has bf16 matrix instructions (~3.4x Lite0's fp32
+    # inference here), else fp32. Recorded: inference runs as the cached features were made.
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
 
 
 _RECORDED = ("transform",)
@@ -79,15 +83,31 @@ class ImageProcessor:
         (Path(directory) / PROCESSOR_FILE).write_text(json.dumps(body, indent=1))
 
 
+def resolve_precision(precision: str) -> str:
+    if precision != "auto":
+        return precision
+    from tuneforge.generation.precision import bf16_supported
+
+    return "bf16" if bf16_supported() else "fp32"
+
+
 class ImageClassifier(nn.Module):
     """backbone → pooled vector → head; `outputs` gives logits and the embedding of one pass."""
 
-    def __init__(self, encoder: nn.Module, head: nn.Module) -> None:
+    def __init__(self, encoder: nn.Module, head: nn.Module, precision: str = "fp32") -> None:
         super().__init__()
-        self.encoder, self.head = encoder, head
+        self.encoder, self.head, self.precision = encoder, head, precision
+
+    def autocast(self):
+        """bf16 autocast for passes without gradients (caching, embedding, inference) when the
+        precision says so. Training stays fp32: bf16's backward ran slower here (top 6 Lite0
+        blocks at 224 px: 50 img/s in bf16, 62 in fp32), and fp32 keeps the optimizer exact."""
+        bf16 = self.precision == "bf16" and not torch.is_grad_enabled()
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)
 
     def embed(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.encoder(pixel_values)
+        with self.autocast():
+            return self.encoder(pixel_values).float()
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.head(self.embed(pixel_values))
@@ -110,12 +130,15 @@ class ImageTop(nn.Module):
         self.layers = nn.ModuleList(backbone.layers[start:])
         self.finisher, self.head, self.start = backbone.finisher, model.head, start
         self.finisher.requires_grad_(True)
-        self._run = [backbone.run_layer]  # a list: the frozen backbone is no submodule
+        # in a list: the frozen backbone is no submodule of what trains
+        self._run, self._autocast = [backbone.run_layer], [model.autocast]
 
     def forward(self, hidden: torch.Tensor, **_) -> torch.Tensor:
-        for i in range(len(self.layers)):
-            hidden = self._run[0](self.start + i, hidden)
-        return self.head(self.finisher(hidden))
+        with self._autocast[0]():
+            for i in range(len(self.layers)):
+                hidden = self._run[0](self.start + i, hidden)
+            pooled = self.finisher(hidden)
+        return self.head(pooled.float())
 
 
 @register_task
@@ -216,7 +239,8 @@ class ImageClassification(TextClassification):
         kind = head or self.options.head
         width = hidden or self.options.head_hidden
         dim = encoder.config.hidden_size
-        model = ImageClassifier(encoder, build_head(dim, len(ctx.label_names), kind, width))
+        head_module = build_head(dim, len(ctx.label_names), kind, width)
+        model = ImageClassifier(encoder, head_module, resolve_precision(self.options.precision))
         transform = self.transform_for(encoder)
         model.spec = {
             "head": kind,
@@ -234,9 +258,9 @@ class ImageClassification(TextClassification):
 
         opts = self.Config(**config.task_config)
         dim = encoder.config.hidden_size
-        return ImageClassifier(
-            encoder, build_head(dim, len(config.labels), opts.head, opts.head_hidden)
-        )
+        head = build_head(dim, len(config.labels), opts.head, opts.head_hidden)
+        # "auto" was resolved and recorded at training; an old artifact runs in fp32
+        return ImageClassifier(encoder, head, "fp32" if opts.precision == "auto" else opts.precision)
 
     def load_encoder(self, directory: Path) -> nn.Module:
         from tuneforge.models.vision import load_vision_dir
@@ -250,6 +274,7 @@ class ImageClassification(TextClassification):
                 "transform": spec["transform"],
                 "head": spec["head"],
                 "head_hidden": spec["hidden"],
+                "precision": model.precision,
             }
         ).model_dump(mode="json")
 
@@ -312,9 +337,11 @@ class ImageClassification(TextClassification):
         transform = ctx._transform = model.spec["transform"]
         pictures, views = self.pictures(ctx, inputs), self.options.cache_views
         backbone = model.encoder.eval()
+        if model.precision == "bf16":
+            dtype = torch.bfloat16  # what the top layers read anyway: half the memory
         rows: list = []
         label = {"eval": "validation"}.get(split, split)
-        with torch.inference_mode():
+        with torch.inference_mode(), model.autocast():
             batches = range(0, len(pictures), 32)
             for start in _progress(batches, f"caching {label} blocks", len(batches)):
                 batch = pictures[start : start + 32]
