@@ -171,3 +171,32 @@ def test_a_picture_in_memory_predicts(pictures, tiny_vit):
     rng = np.random.default_rng(5)
     found = model.predict([_bytes_of(picture(CLASSES["green"], rng))])[0]
     assert found.label == "green"
+
+
+def test_bf16_and_fp32_passes_agree_and_the_precision_is_recorded(pictures, tiny_vit, tmp_path):
+    fp32 = fit(
+        pictures, tiny_vit, "full", out=tmp_path / "fp32", task_options={"precision": "fp32"}
+    )
+    assert fp32.config.task_config["precision"] == "fp32"
+    classifier = fp32.runtime.classifier
+    x = fp32.tokenizer(sorted(str(p) for p in (pictures["test"] / "red").iterdir())[:4])
+    with torch.no_grad():
+        exact = classifier.outputs(**x)["logits"]
+        classifier.precision = "bf16"
+        rounded = classifier.outputs(**x)["logits"]
+        classifier.precision = "fp32"
+    assert torch.allclose(exact, rounded, atol=0.1 * float(exact.abs().max()) + 1e-3)
+    assert tuneforge.TunedModel.load(tmp_path / "fp32").runtime.classifier.precision == "fp32"
+
+
+def test_a_csv_of_image_paths_trains_like_a_folder(pictures, tiny_vit, tmp_path):
+    rows = ["image,label"] + [
+        f"{p},{p.parent.name}" for p in sorted(pictures["train"].rglob("*.*")) if p.is_file()
+    ]
+    (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
+    assert detect_task(tmp_path / "train.csv") == "image-classification"
+    model = tuneforge.tune(
+        str(tmp_path / "train.csv"), str(pictures["test"]), base=str(tiny_vit), method="head",
+        progress=False,
+    )  # fmt: skip
+    assert model.metrics["eval"]["accuracy"] >= 0.8
