@@ -200,3 +200,15 @@ def test_a_csv_of_image_paths_trains_like_a_folder(pictures, tiny_vit, tmp_path)
         progress=False,
     )  # fmt: skip
     assert model.metrics["eval"]["accuracy"] >= 0.8
+
+
+def test_head_standardization_is_folded_into_the_linear_head():
+    from tuneforge.methods.head import _fold_standardization
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(3.0, 5.0, size=(6, 4)).astype(np.float32)
+    shift, scale = x.mean(0), x.std(0) + 1e-6
+    linear = torch.nn.Linear(4, 3)
+    expected = linear(torch.as_tensor((x - shift) / scale)).detach()
+    _fold_standardization(linear, shift, scale)
+    assert torch.allclose(linear(torch.as_tensor(x)), expected, atol=1e-4)

@@ -33,6 +33,9 @@ class HeadOptions(MethodOptions):
     refit: bool = True
     hidden: int = 512  # mlp width
     cache: bool = True
+    # logreg: standardize each feature (its mean and scale folded into the linear head after);
+    # for features that are not unit vectors (an image CNN's pooled activations)
+    standardize: bool = False
 
 
 @register_method
@@ -83,6 +86,10 @@ class HeadMethod(Method):
     def _fit_logreg(self, ctx, model, x_train, x_val) -> None:
         y_train = ctx.targets(ctx.train).numpy()
         y_val = ctx.targets(ctx.val).numpy()
+        shift, scale = np.zeros(x_train.shape[1]), np.ones(x_train.shape[1])
+        if self.options.standardize:  # the training rows' statistics, never validation's
+            shift, scale = x_train.mean(0), x_train.std(0) + 1e-6
+            x_train, x_val = (x_train - shift) / scale, (x_val - shift) / scale
         fitted = {c: self._logreg(ctx, c).fit(x_train, y_train) for c in self.options.C}
         scores = {c: clf.score(x_val, y_val) for c, clf in fitted.items()}
         best_c = max(scores, key=scores.get)  # the first of equals: the stronger regularization
@@ -96,6 +103,7 @@ class HeadMethod(Method):
             clf = self._logreg(ctx, best_c).fit(x_all, y_all)
             details["trained_on_validation"] = True
         _copy_into_linear(clf, model.head[-1], len(ctx.label_names), ctx.multi_label)
+        _fold_standardization(model.head[-1], shift, scale)
         model.spec["details"] = details
 
     def _logreg(self, ctx, c: float):
@@ -123,6 +131,14 @@ def _copy_into_linear(clf, linear: torch.nn.Linear, n_labels: int, multi_label: 
     with torch.no_grad():
         linear.weight.copy_(torch.as_tensor(coef, dtype=torch.float32))
         linear.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
+
+
+def _fold_standardization(linear: torch.nn.Linear, shift: np.ndarray, scale: np.ndarray) -> None:
+    """w·((x - μ)/σ) + b == (w/σ)·x + (b - (w/σ)·μ): the head reads raw features."""
+    with torch.no_grad():
+        w = linear.weight / torch.as_tensor(scale, dtype=torch.float32)
+        linear.bias -= w @ torch.as_tensor(shift, dtype=torch.float32)
+        linear.weight.copy_(w)
 
 
 def _full_coef(clf, n_labels: int) -> tuple[np.ndarray, np.ndarray]:

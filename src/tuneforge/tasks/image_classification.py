@@ -149,7 +149,11 @@ class ImageClassification(TextClassification):
     recognizes_dirs = True
     default_config: ClassVar[dict[str, Any]] = {"base": DEFAULT_BASE, "batch_size": 32}
     default_lrs: ClassVar[dict[str, float]] = {"full": 3e-4, "partial": 1e-3, "lora": 1e-3}
-    default_method_options: ClassVar[dict[str, dict]] = {"partial": {"top_layers": 6}}
+    # pooled CNN activations are not unit vectors: logistic regression on standardized ones
+    default_method_options: ClassVar[dict[str, dict]] = {
+        "partial": {"top_layers": 6},
+        "head": {"standardize": True},
+    }
 
     def __init__(self, options: dict | None = None) -> None:
         self.options = ImageClassificationConfig(**(options or {}))
@@ -260,7 +264,8 @@ class ImageClassification(TextClassification):
         dim = encoder.config.hidden_size
         head = build_head(dim, len(config.labels), opts.head, opts.head_hidden)
         # "auto" was resolved and recorded at training; an old artifact runs in fp32
-        return ImageClassifier(encoder, head, "fp32" if opts.precision == "auto" else opts.precision)
+        precision = "fp32" if opts.precision == "auto" else opts.precision
+        return ImageClassifier(encoder, head, precision)
 
     def load_encoder(self, directory: Path) -> nn.Module:
         from tuneforge.models.vision import load_vision_dir
