@@ -239,3 +239,18 @@ def test_efficientnet_lite_trains_with_lora_on_its_1x1_convs_and_partial(
     ]
     weights = loaded.runtime.classifier.encoder.state_dict()
     assert not any("lora" in k for k in weights)  # merged on save
+
+
+def test_pictures_smaller_than_the_input_are_not_centre_cropped(tiny_vit, tmp_path):
+    from image_fakes import picture as draw
+
+    rng = np.random.default_rng(3)
+    for name, colour in CLASSES.items():
+        (tmp_path / "small" / name).mkdir(parents=True)
+        for i in range(4):
+            draw(colour, rng, size=16).save(tmp_path / "small" / name / f"{i}.png")
+    small = fit({"train": tmp_path / "small", "test": tmp_path / "small"}, tiny_vit, "head")
+    assert small.config.task_config["transform"]["crop_fraction"] == 1.0  # upscaled: keep all
+    forced = fit({"train": tmp_path / "small", "test": tmp_path / "small"}, tiny_vit, "head",
+                 task_options={"crop_fraction": 0.9})  # fmt: skip
+    assert forced.config.task_config["transform"]["crop_fraction"] == 0.9

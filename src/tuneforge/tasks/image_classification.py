@@ -44,6 +44,10 @@ HEAD_MAX_MINUTES = 3
 
 class ImageClassificationConfig(TaskConfig):
     image_size: int | None = Field(None, ge=16, le=1024)  # input side; default: the base's
+    # the share of the resized picture the centre crop keeps; None: the base's (0.875), or
+    # 1.0 (no crop) when most training pictures are smaller than the input and get upscaled:
+    # on CIFAR-10 (32 px) cropping cost 5 points of validation accuracy (head, Lite0, 224 px)
+    crop_fraction: float | None = Field(None, gt=0, le=1)
     transform: ImageTransformConfig | None = None  # recorded: the evaluation transform
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     cache_views: int = Field(4, ge=1, le=32)  # partial: augmented views cached per image
@@ -223,14 +227,20 @@ class ImageClassification(TextClassification):
         return image_stats(ds)
 
     # ---- model -------------------------------------------------------------------------------
-    def transform_for(self, backbone) -> ImageTransformConfig:
-        """The evaluation transform: the recorded one, else the base's size and statistics."""
+    def transform_for(self, backbone, train=None) -> ImageTransformConfig:
+        """The evaluation transform: the recorded one, else the base's size and statistics
+        (no centre crop when the training pictures are mostly smaller than the input)."""
         if self.options.transform is not None:
             return self.options.transform
         c = backbone.config
+        size = self.options.image_size or c.image_size
+        crop = self.options.crop_fraction
+        if crop is None:
+            small = train is not None and _median_short_side(train.texts) < size
+            crop = 1.0 if small else c.crop_fraction
         return ImageTransformConfig(
-            size=self.options.image_size or c.image_size,
-            crop_fraction=c.crop_fraction,
+            size=size,
+            crop_fraction=crop,
             mean=tuple(c.mean),
             std=tuple(c.std),
             interpolation=c.interpolation,
@@ -245,7 +255,7 @@ class ImageClassification(TextClassification):
         dim = encoder.config.hidden_size
         head_module = build_head(dim, len(ctx.label_names), kind, width)
         model = ImageClassifier(encoder, head_module, resolve_precision(self.options.precision))
-        transform = self.transform_for(encoder)
+        transform = self.transform_for(encoder, ctx.train)
         model.spec = {
             "head": kind,
             "hidden": width,
@@ -401,6 +411,21 @@ class ImageClassification(TextClassification):
                 return job.loss(forward(**{key: x}).float(), soft)
 
         return replace(job, collate=collate, step=step)
+
+
+def _median_short_side(paths: list[str], sample: int = 200) -> float:
+    """The median shorter side of (up to `sample` evenly spread) pictures, from their headers."""
+    from PIL import Image
+
+    step = max(1, len(paths) // sample)
+    sides = []
+    for path in paths[::step][:sample]:
+        try:
+            with Image.open(path) as image:
+                sides.append(min(image.size))
+        except OSError:
+            continue  # the data check reports unreadable files
+    return float(median(sides)) if sides else float("inf")
 
 
 def _progress(items, label: str | None, total: int | None = None):

@@ -113,19 +113,6 @@ def historical_conversations(file: Path) -> list[list[dict[str, str]]]:
     return [[{**m, "content": mask_pii(m["content"])} for m in chat] for chat in chats]
 
 
-def per_intent_subset(texts, labels, per_intent: int | None, seed: int = 0):
-    """At most `per_intent` questions of each intent (seeded), in file order."""
-    if per_intent is None:
-        return list(texts), list(labels)
-    rng = np.random.default_rng(seed)
-    keep = []
-    for intent in sorted(set(labels)):
-        rows = [i for i, label in enumerate(labels) if label == intent]
-        keep += rng.permutation(rows)[:per_intent].tolist()
-    keep.sort()
-    return [texts[i] for i in keep], [labels[i] for i in keep]
-
-
 def write_training_file(file: Path, chats: list[list[dict[str, str]]]) -> Path:
     lines = "".join(json.dumps({"messages": chat}, ensure_ascii=False) + "\n" for chat in chats)
     return write_text_atomically(file, lines)
@@ -162,7 +149,11 @@ def train_writer(
     directory = Path(directory)
     cfg = AssistConfig.load(directory)
     intents, answers, _, _ = load_knowledge(directory, cfg)
-    texts, labels = per_intent_subset(intents.texts, intents.labels, per_intent, seed)
+    if per_intent is not None:  # at most `per_intent` questions of each intent, seeded
+        from tuneforge.data.sampling import sample_shots
+
+        intents = sample_shots(intents, per_intent, seed)
+    texts, labels = intents.texts, intents.labels
     pairs = answer_pairs(texts, labels, answers)
     chats = grounded_conversations(pairs, answers, seed, distractor_share)
     history = historical_conversations(conversations) if conversations else []
