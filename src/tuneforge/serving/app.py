@@ -1,5 +1,6 @@
 """The FastAPI app: protocol routers around one `ModelRepository`, wrapped (outermost first) in
-access log + metrics → admission (in-flight bound) → auth → rate limit → body-size limit."""
+access log + metrics → admission (in-flight bound) → auth → rate limit → body-size limit →
+image routing (an image model's native predict to its own route)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from tuneforge import __version__
+from tuneforge.serving import page
 from tuneforge.serving.auth import OPEN_PATHS, AuthMiddleware, KeySet, bearer
+from tuneforge.serving.images import image_model_at
 from tuneforge.serving.limits import (
     AdmissionMiddleware,
     BodyLimitMiddleware,
@@ -43,23 +46,34 @@ def build_app(
         # uvicorn has stopped accepting and finished in-flight requests; drain the batchers.
         app.state.draining = True
         await repository.close()
+        decoder, app.state.image_decoder = getattr(app.state, "image_decoder", None), None
+        if decoder is not None:
+            decoder.shutdown(wait=False)
         server_log.info("all models drained and closed")
 
     app = FastAPI(title="tuneforge", version=__version__, lifespan=lifespan)
     app.state.repository, app.state.limits, app.state.metrics = repository, limits, metrics
     app.state.admin_keys = KeySet(admin_keys or [])
     app.state.draining = False
-    for router in (native.router, v2.router, openai.router, openai_chat.router):
+    app.state.auth_required = api_keys is not None
+    for router in (native.router, v2.router, openai.router, openai_chat.router, page.router):
         app.include_router(router)
     _add_operations(app)
-    install(app)  # the responses the middlewares and handlers give, in the OpenAPI schema
+    # the responses the middlewares and handlers give, in the OpenAPI schema
+    install(app, native.document_images)
     app.add_exception_handler(v2.V2Error, v2.v2_error_handler)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(RecursionError, _too_deep)
     app.add_exception_handler(Exception, _unexpected_error)
 
     # Added innermost first: the last one added runs first.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes)
+    app.add_middleware(native.ImageRouting)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=limits.max_body_bytes,
+        image_bytes=limits.max_image_request_bytes,
+        for_images=lambda scope: image_model_at(scope) is not None,
+    )
     app.add_middleware(
         RateLimitMiddleware, rate=limits.rate_per_second, burst=limits.burst, open_paths=OPEN_PATHS
     )

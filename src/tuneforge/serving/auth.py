@@ -1,4 +1,5 @@
-"""API-key authentication: `Authorization: Bearer KEY` on every path except health checks.
+"""API-key authentication: `Authorization: Bearer KEY` on every path except health checks (and
+the image page, `GET /`, which holds no data: its requests carry the key the user pastes).
 
 Keys come from `--api-key-file` (one per line, `#` comments) or `$TUNEFORGE_API_KEYS`
 (comma-separated). Only their SHA-256 digests are kept in memory, and a presented key is
@@ -17,6 +18,8 @@ from pathlib import Path
 from tuneforge.errors import ConfigError
 
 OPEN_PATHS = ("/v2/health/live", "/v2/health/ready", "/health", "/v2")
+# The image page (GET only): a browser loads it without a key, then sends the key it is given.
+PAGE_PATHS = ("/",)
 
 
 def _digest(key: str) -> bytes:
@@ -89,6 +92,8 @@ class AuthMiddleware:
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or self.keys is None or scope["path"] in OPEN_PATHS:
+            return await self.app(scope, receive, send)
+        if scope["path"] in PAGE_PATHS and scope["method"] in ("GET", "HEAD"):
             return await self.app(scope, receive, send)
         key_id = self.keys.match(bearer(scope["headers"]))
         if key_id is None:

@@ -1,13 +1,16 @@
-"""Request limits: body size (413), per-key rate (429), texts per request and text length.
+"""Request limits: body size (413), per-key rate (429), texts per request and text length,
+and for image models bytes per image, pixels per image and images per request.
 
 Body size is enforced while the body streams in (a lying or absent Content-Length cannot get
-past it); the rate limit is a token bucket per API key (per client address without auth).
+past it); an image model's predict and infer requests get `max_image_request_bytes` instead of
+`max_body_bytes`. The rate limit is a token bucket per API key (per client address without auth).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tuneforge.serving.auth import send_json
@@ -24,6 +27,11 @@ class Limits:
     max_inflight: int = 256  # concurrent requests being handled; beyond: 503 (0 disables)
     max_loop_lag_ms: float = 100.0  # event loop this late: 503 (0 disables)
     target_latency_ms: float = 500.0  # in-flight bound adapts to keep answers this fast (0: off)
+    # image models
+    max_image_bytes: int = 10 << 20  # one encoded image (a file part, or base64 once decoded)
+    max_image_request_bytes: int = 32 << 20  # an image model's request body, instead of the above
+    max_image_pixels: int = 40_000_000  # width x height from the header: decompression bombs
+    max_images: int = 16  # images per request
 
     def check_texts(self, texts: list[str]) -> tuple[int, str] | None:
         """(status, message) when `texts` break a limit, else None."""
@@ -40,21 +48,42 @@ class Limits:
                 )
         return None
 
+    def check_images(self, n: int) -> tuple[int, str] | None:
+        """(status, message) when `n` images in one request are too many, else None."""
+        if n > self.max_images:
+            return 413, (
+                f"Too many images: {n} in one request, the limit is {self.max_images}. "
+                "Split the request."
+            )
+        return None
+
 
 class _TooLarge(Exception):
     pass
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app, max_bytes: int) -> None:
+    """413 beyond `max_bytes`, or `image_bytes` for requests `for_images(scope)` says carry
+    images (an image model's predict and infer)."""
+
+    def __init__(
+        self,
+        app,
+        max_bytes: int,
+        image_bytes: int | None = None,
+        for_images: Callable[[dict], bool] | None = None,
+    ) -> None:
         self.app, self.max_bytes = app, max_bytes
+        self.image_bytes, self.for_images = image_bytes, for_images
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        images = self.image_bytes is not None and self.for_images and self.for_images(scope)
+        limit = self.image_bytes if images else self.max_bytes
         for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                return await send_json(send, 413, {"detail": self._message()})
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                return await send_json(send, 413, {"detail": self._message(limit, images)})
         received, started = 0, False
 
         async def limited_receive():
@@ -62,7 +91,7 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     raise _TooLarge
             return message
 
@@ -75,13 +104,16 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except _TooLarge:
             if not started:
-                await send_json(send, 413, {"detail": self._message()})
+                await send_json(send, 413, {"detail": self._message(limit, images)})
 
-    def _message(self) -> str:
-        return (
-            f"Request body larger than {self.max_bytes} bytes. Send fewer or shorter texts "
-            "per request."
-        )
+    @staticmethod
+    def _message(limit: int, images: bool) -> str:
+        if images:
+            return (
+                f"Request body larger than {limit} bytes (the limit for an image model's "
+                "request). Send fewer or smaller images per request."
+            )
+        return f"Request body larger than {limit} bytes. Send fewer or shorter texts per request."
 
 
 class RateLimitMiddleware:

@@ -80,8 +80,8 @@ class ServedModel:
 
         return cls(name, path, TunedModel.load(path), settings, metrics)
 
-    # Run in the batcher's inference thread.
-    def _predict_batch(self, texts: list[str]) -> list:
+    # Run in the batcher's inference thread (an image model's "texts" are decoded pictures).
+    def _predict_batch(self, texts: list) -> list:
         return self.model.predict(texts, batch_size=self.settings.forward_batch, top_k=5)
 
     def _embed_batch(self, texts: list[str]) -> np.ndarray:
@@ -95,8 +95,11 @@ class ServedModel:
         batch = self.settings.forward_batch
         return generate_grouped(self.task, self.model, items, batch, counted)
 
-    def _prepare(self, texts: list[str]) -> list[str]:
-        return [mask_pii(t) for t in texts] if self.settings.mask_pii else list(texts)
+    def _prepare(self, texts: list) -> list:
+        """Texts masked with --mask-pii; anything else (an image model's pictures) as it is."""
+        if not self.settings.mask_pii:
+            return list(texts)
+        return [mask_pii(t) if isinstance(t, str) else t for t in texts]
 
     @property
     def task(self):

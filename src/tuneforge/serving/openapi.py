@@ -13,6 +13,7 @@ protocol's `{"error": ...}` bodies, the readiness probe's 503, the reload's 403.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -120,13 +121,17 @@ def _is_fastapi_422(response: dict | None) -> bool:
     return content.get("schema") == {"$ref": _REF.format(model="HTTPValidationError")}
 
 
-def install(app: FastAPI) -> None:
-    """Make `app.openapi()` (and /openapi.json) return the completed schema."""
+def install(app: FastAPI, *patches: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    """Make `app.openapi()` (and /openapi.json) return the completed schema. `patches` (a
+    protocol's own additions, e.g. the image bodies of native predict) run first."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = declare_responses(generate())
+            schema = generate()
+            for patch in patches:
+                schema = patch(schema)
+            app.openapi_schema = declare_responses(schema)
         return app.openapi_schema
 
     app.openapi = openapi

@@ -7,6 +7,9 @@ import math
 from fastapi import HTTPException, Request
 
 from tuneforge.serving.batching import Closed, Overloaded
+from tuneforge.serving.images import MEDIA_HELP, Upload, decode, reads_images
+
+TEXTS_HELP = 'send application/json {"texts": [...]}'
 
 
 def clean(texts: list[str]) -> list[str]:
@@ -24,13 +27,29 @@ def served_or_404(request: Request, name: str):
 
 async def run(request: Request, name: str, op: str, texts: list[str]):
     """(served model, result) for `op` on `texts`, with HTTP errors for limits and overload."""
-    served_or_404(request, name)
+    served = served_or_404(request, name)
+    if reads_images(served):  # a text would be taken for a path on the server: never
+        raise HTTPException(
+            422,
+            f"Model '{name}' classifies images, not texts: send them to "
+            f"/v1/models/{name}/predict ({MEDIA_HELP}) or /v2/models/{name}/infer (BYTES).",
+        )
     if not texts:
         raise HTTPException(422, "No texts given: send at least one text.")
     problem = request.app.state.limits.check_texts(texts)
     if problem:
         raise HTTPException(*problem)
     return await call(request, name, op, clean(texts))
+
+
+async def run_images(request: Request, name: str, uploads: list[Upload]):
+    """(served model, predictions) for the images of `uploads` (their count already checked),
+    decoded off the event loop; 4xx naming the image on any problem with one."""
+    served = served_or_404(request, name)
+    if not reads_images(served):
+        raise HTTPException(415, f"Model '{name}' classifies texts, not images: {TEXTS_HELP}.")
+    images = await decode(request, served, uploads)
+    return await call(request, name, "predict", images)
 
 
 async def call(request: Request, name: str, op: str, payload: list):

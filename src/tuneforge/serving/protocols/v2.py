@@ -1,6 +1,8 @@
 """Open Inference Protocol v2 (KServe / Triton REST): health, model metadata, readiness, infer.
 
-Input: one BYTES tensor of shape [n] holding the texts (JSON `data`). Outputs are the model's
+Input: one BYTES tensor of shape [n] holding the texts (JSON `data`); for an image model, the
+encoded pictures (`image`: base64 strings in JSON, the KServe convention for BYTES, or raw
+bytes with the binary tensor extension). Outputs are the model's
 task's (`Task.v2_outputs`): text classification `label` (BYTES [n]) and `score` (FP32 [n]);
 token classification `entities` (BYTES [n], each a JSON list of spans). `outputs` in the
 request selects among them. Errors use the protocol's `{"error": "..."}` body.
@@ -8,6 +10,7 @@ request selects among them. Errors use the protocol's `{"error": "..."}` body.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -15,8 +18,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from tuneforge import __version__
+from tuneforge.serving.images import base64_uploads, decoder, reads_images
 from tuneforge.serving.openapi import Error
-from tuneforge.serving.protocols.common import run, served_or_404
+from tuneforge.serving.protocols.common import run, run_images, served_or_404
 
 router = APIRouter(tags=["v2"])
 
@@ -54,7 +58,11 @@ class Readiness(BaseModel):
 # A model that is not served answers the shared `{"detail": ...}` 404 (as on every protocol);
 # a version that is not the served one answers the protocol's `{"error": ...}`.
 NOT_FOUND = {404: {"model": Error | V2ErrorBody, "description": "No such model or version."}}
-INFER_ERRORS = {**NOT_FOUND, 400: {"model": V2ErrorBody, "description": "Invalid request."}}
+INFER_ERRORS = {
+    **NOT_FOUND,
+    400: {"model": V2ErrorBody, "description": "Invalid request."},
+    415: {"model": Error, "description": "An image in a format the server does not decode."},
+}
 
 
 class V2Error(Exception):
@@ -95,7 +103,7 @@ async def model_metadata(name: str, request: Request, version: str | None = None
         "name": name,
         "versions": [served.version],
         "platform": f"tuneforge-{served.model.config.runtime}",
-        "inputs": [{"name": "text", "datatype": "BYTES", "shape": [-1]}],
+        "inputs": [{"name": _input_name(served), "datatype": "BYTES", "shape": [-1]}],
         "outputs": [
             {"name": n, "datatype": datatype, "shape": [-1]}
             for n, datatype in served.task.v2_outputs.items()
@@ -145,15 +153,25 @@ _INFER = {"openapi_extra": _BODY, "responses": INFER_ERRORS}
 @router.post("/v2/models/{name}/versions/{version}/infer", **_INFER)
 async def infer(name: str, request: Request, version: str | None = None):
     """JSON body, or the binary tensor extension (`Inference-Header-Content-Length`)."""
-    task = _served(request, name, version).task
-    body = _parse(await request.body(), request.headers.get("inference-header-content-length"))
-    texts = _texts(body)
+    served = _served(request, name, version)
+    task, images = served.task, reads_images(served)
+    raw, header = await request.body(), request.headers.get("inference-header-content-length")
+    if images:  # up to tens of megabytes of base64: parsed off the event loop
+        loop = asyncio.get_running_loop()
+        body = await loop.run_in_executor(decoder(request.app), _parse, raw, header, True)
+    else:
+        body = _parse(raw, header)
+    texts = _texts(body, images)
     names = list(task.v2_outputs)  # the model's task says what it outputs
     wanted = [o.name for o in body.outputs] if body.outputs else names
     unknown = sorted(set(wanted) - set(names))
     if unknown:
         raise V2Error(400, f"Unknown output(s) {unknown}; this model has {names}.")
-    served, preds = await run(request, name, "predict", texts)
+    if images:
+        uploads = base64_uploads(texts, request.app.state.limits)
+        served, preds = await run_images(request, name, uploads)
+    else:
+        served, preds = await run(request, name, "predict", texts)
     columns = task.v2_columns(preds)
     outputs = [
         {"name": n, "datatype": task.v2_outputs[n], "shape": [len(preds)], "data": columns[n]}
@@ -165,7 +183,7 @@ async def infer(name: str, request: Request, version: str | None = None):
     return response
 
 
-def _parse(raw: bytes, header_length: str | None) -> InferRequest:
+def _parse(raw: bytes, header_length: str | None, keep_bytes: bool = False) -> InferRequest:
     import json
 
     from pydantic import ValidationError
@@ -183,11 +201,12 @@ def _parse(raw: bytes, header_length: str | None) -> InferRequest:
         if nbytes is not None:
             if not isinstance(nbytes, int) or not 0 <= nbytes <= len(binary):
                 raise V2Error(400, "binary_data_size does not match the body.")
-            tensor.data, binary = _bytes_elements(binary[:nbytes]), binary[nbytes:]
+            tensor.data = _bytes_elements(binary[:nbytes], keep_bytes)
+            binary = binary[nbytes:]
     return body
 
 
-def _bytes_elements(buf: memoryview) -> list[str]:
+def _bytes_elements(buf: memoryview, keep_bytes: bool = False) -> list[str] | list[bytes]:
     """The binary BYTES layout: each element is a 4-byte little-endian length, then the bytes."""
     out, i = [], 0
     while i < len(buf):
@@ -196,7 +215,8 @@ def _bytes_elements(buf: memoryview) -> list[str]:
         n = int.from_bytes(buf[i : i + 4], "little")
         if i + 4 + n > len(buf):
             raise V2Error(400, "Truncated BYTES tensor.")
-        out.append(bytes(buf[i + 4 : i + 4 + n]).decode("utf-8", "replace"))
+        element = bytes(buf[i + 4 : i + 4 + n])
+        out.append(element if keep_bytes else element.decode("utf-8", "replace"))
         i += 4 + n
     return out
 
@@ -210,14 +230,22 @@ def _served(request: Request, name: str, version: str | None):
     return served
 
 
-def _texts(body: InferRequest) -> list[str]:
+def _input_name(served) -> str:
+    return "image" if reads_images(served) else "text"
+
+
+def _texts(body: InferRequest, images: bool = False) -> list:
+    """The elements of the one BYTES input: strings (texts, or base64 images), or for
+    images the raw bytes of the binary extension."""
+    what = "images (each base64 in JSON)" if images else "texts"
     if len(body.inputs) != 1:
-        raise V2Error(400, "Send exactly one input: a BYTES tensor of texts.")
+        raise V2Error(400, f"Send exactly one input: a BYTES tensor of {what}.")
     tensor = body.inputs[0]
     if tensor.datatype != "BYTES":
         raise V2Error(400, f"Input '{tensor.name}' must be BYTES, got {tensor.datatype}.")
     flat = _flatten(tensor.data)
-    if any(not isinstance(x, str) for x in flat):
+    kinds = (str, bytes) if images else str
+    if any(not isinstance(x, kinds) for x in flat):
         raise V2Error(400, "BYTES data must be strings (JSON encoding of the tensor).")
     n = 1
     for dim in tensor.shape:
