@@ -12,7 +12,8 @@ from tuneforge.cli.app import app
 @app.command(
     epilog="Examples:\n\n"
     "tuneforge calibrate runs/bank77 val.csv --target-accuracy 0.95\n\n"
-    "tuneforge calibrate runs/bank77 train.csv --from-train   (the rows training held out)"
+    "tuneforge calibrate runs/bank77 train.csv --from-train   (the rows training held out)\n\n"
+    "tuneforge calibrate runs/photos val/ --target-accuracy 0.95   (an image model: a folder)"
 )
 def calibrate(
     model_dir: Path = typer.Argument(..., help="Model directory (updated in place)."),
@@ -23,7 +24,9 @@ def calibrate(
     from_train: bool = typer.Option(
         False, help="DATA is the training file: use the validation rows training held out."
     ),
-    text_col: str | None = typer.Option(None),
+    text_col: str | None = typer.Option(
+        None, "--text-col", "--image-col", help="Text (or image-path) column (auto-detected)."
+    ),
     label_col: str | None = typer.Option(None),
 ) -> None:
     """Temperature scaling (and an abstain threshold), written into the model's tuneforge.yaml."""
@@ -45,16 +48,33 @@ def calibrate(
 
 def calibrate_artifact(model, data: Path, target_accuracy, from_train, text_col, label_col):
     """Fit on DATA (or its held-out validation rows) and store the result in the artifact."""
-    from tuneforge.data.dataset import load_data
     from tuneforge.evaluation.calibration import (
         calibrate_model,
         validation_split,
         write_calibration,
     )
 
-    ds = load_data(data, text_col, label_col)
+    ds = load_labelled(model, data, text_col, label_col)
     if from_train:
         ds = validation_split(ds, model.config)
     fit = calibrate_model(model, ds, target_accuracy)
     write_calibration(model.path, model.config)
     return fit
+
+
+def load_labelled(model, data: Path, text_col, label_col):
+    """A labelled file for a classifier: texts, or for an image model a folder of class folders
+    (or a CSV/JSONL of image paths), read the way its task reads them."""
+    from tuneforge.errors import ConfigError
+
+    task = model.config.task
+    if task == "image-classification":
+        return model.task.load_for(model, data, text_col, label_col)
+    if task != "text-classification":
+        raise ConfigError(
+            f"Calibration and this report are for classifiers; '{model.path}' is a {task} "
+            "model (use `tuneforge eval` / `tuneforge report` without --calibrate)."
+        )
+    from tuneforge.data.dataset import load_data
+
+    return load_data(data, text_col, label_col)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -9,11 +10,20 @@ import typer
 from tuneforge.cli.app import app
 
 
-@app.command("eval", epilog="Example: tuneforge eval runs/bank77 test.csv --out metrics.json")
+@app.command(
+    "eval",
+    epilog="Examples:\n\n"
+    "tuneforge eval runs/bank77 test.csv --out metrics.json\n\n"
+    "tuneforge eval runs/photos test/   (an image model: class folders, or a CSV of paths)",
+)
 def evaluate(
     model_dir: Path = typer.Argument(..., help="Model directory from `tuneforge train`."),
-    data: Path = typer.Argument(..., help="Labelled file to score."),
-    text_col: str | None = typer.Option(None),
+    data: Path = typer.Argument(
+        ..., help="Labelled file to score (image models: a folder of class folders, or a CSV)."
+    ),
+    text_col: str | None = typer.Option(
+        None, "--text-col", "--image-col", help="Text (or image-path) column (auto-detected)."
+    ),
     label_col: str | None = typer.Option(None),
     out: Path | None = typer.Option(
         None, help="metrics.json path (default: MODEL/metrics-<data>.json)."
@@ -21,7 +31,8 @@ def evaluate(
     batch_size: int = typer.Option(64),
 ) -> None:
     """Score a model: text classification: accuracy, macro-F1, per-class table, confusion
-    matrix; token classification: strict span F1, precision, recall, per type; chat: loss,
+    matrix (image classification alike, on a folder of class folders or a CSV/JSONL of image
+    paths); token classification: strict span F1, precision, recall, per type; chat: loss,
     perplexity, and greedy answers' exact match, token F1, ROUGE-L (JSON validity and field F1
     when the reference answers are JSON objects)."""
     from rich.console import Console
@@ -29,11 +40,19 @@ def evaluate(
     from tuneforge.tuned_model import TunedModel
 
     model = TunedModel.load(model_dir)
-    result = model.evaluate(data, text_col, label_col, batch_size)
+    images = model.config.task == "image-classification"
+    if images:  # loaded here so that what the folder held (skipped files, ...) is said
+        data_set = model.task.load_for(model, data, text_col, label_col)
+        for warning in data_set.warnings:
+            typer.echo(f"Warning: {warning}", err=True)
+        result = model.evaluate(data_set, batch_size=batch_size)
+    else:
+        result = model.evaluate(data, text_col, label_col, batch_size)
+    name = Path(os.path.abspath(data)).name  # `test/` and `.` name their folder
     # the table has no caption: the summary line is printed here, once
-    Console().print(result.table(f"{model_dir.name} on {data.name}"))
-    typer.echo(result.summary_line())
+    Console().print(result.table(f"{model_dir.name} on {name}"))
+    typer.echo(result.summary_line() + (" images" if images else ""))
     if getattr(result, "unknown_labels", None):
         typer.echo(f"Note: labels unknown to the model (scored as errors): {result.unknown_labels}")
-    path = result.save(out or model_dir / f"metrics-{data.stem}.json")
+    path = result.save(out or model_dir / f"metrics-{Path(name).stem}.json")
     typer.echo(f"Wrote {path}")

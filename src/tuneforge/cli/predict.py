@@ -1,7 +1,9 @@
-"""`tuneforge predict`: label texts given on the command line or a whole file (streamed)."""
+"""`tuneforge predict`: label texts given on the command line or a whole file (streamed); for an
+image model, image files or folders of them, or a CSV/JSONL of image paths (streamed)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from pathlib import Path
@@ -14,14 +16,23 @@ from tuneforge.cli.app import app
 @app.command(
     epilog="Examples:\n\n"
     'tuneforge predict runs/bank77 "my card has not arrived yet"\n\n'
-    "tuneforge predict runs/bank77 --file new.csv --out scored.csv"
+    "tuneforge predict runs/bank77 --file new.csv --out scored.csv\n\n"
+    "tuneforge predict runs/photos cat.jpg dog.png more-photos/   (an image model)\n\n"
+    "tuneforge predict runs/photos --file list.csv   (a column of image paths)"
 )
 def predict(
     model_dir: Path = typer.Argument(..., help="Model directory."),
-    texts: list[str] = typer.Argument(None, help="Texts to label."),
+    texts: list[str] = typer.Argument(
+        None, help="Texts to label (an image model: image files, or folders of them)."
+    ),
     file: Path | None = typer.Option(None, "--file", "-f", help="CSV/TSV/JSONL/Parquet to label."),
     out: Path | None = typer.Option(None, help="Output file (same format as --file)."),
-    text_col: str | None = typer.Option(None, help="Text column of --file (auto-detected)."),
+    text_col: str | None = typer.Option(
+        None,
+        "--text-col",
+        "--image-col",
+        help="Text column of --file (an image model: its image-path column); auto-detected.",
+    ),
     batch_size: int = typer.Option(64),
     chunk_rows: int = typer.Option(10_000, help="Rows read at a time (memory stays constant)."),
     top_k: int = typer.Option(3, help="Scores shown per text."),
@@ -32,10 +43,11 @@ def predict(
     from tuneforge.tuned_model import TunedModel
 
     if not texts and file is None:
-        raise ConfigError("Give texts to label, or --file FILE.")
+        raise ConfigError("Give texts to label (image files for an image model), or --file FILE.")
     model = TunedModel.load(model_dir)
+    images = model.config.task == "image-classification"
     if file is not None:
-        n = predict_file(
+        n = (predict_image_file if images else predict_file)(
             model,
             file,
             out or file.with_name(f"{file.stem}.scored{file.suffix}"),
@@ -49,6 +61,9 @@ def predict(
         return
     if model.config.task == "token-classification":
         show_spans(model.predict(texts, batch_size), as_json)
+        return
+    if images:
+        show_images(model, image_files(texts), batch_size, top_k, as_json)
         return
     for text, pred in zip(texts, model.predict(texts, batch_size, top_k=top_k), strict=True):
         if as_json:
@@ -101,10 +116,15 @@ def predict_file(
         yield first
         yield from frames
 
+    return write_frames(model.iter_predict_frames(chunks(), col, batch_size), out, fmt)
+
+
+def write_frames(frames, out: Path, fmt: str) -> int:
+    """Write a stream of scored chunks to `out` atomically; the number of rows."""
     tmp = out.with_name(f".{out.name}.tmp")
     total, writer = 0, None
     try:
-        for i, frame in enumerate(model.iter_predict_frames(chunks(), col, batch_size)):
+        for i, frame in enumerate(frames):
             total += len(frame)
             writer = _write_chunk(frame, tmp, fmt, i == 0, writer)
         if writer is not None:
@@ -130,3 +150,118 @@ def _write_chunk(frame, path: Path, fmt: str, first: bool, writer):
     else:
         frame.to_csv(path, sep="\t" if fmt == "tsv" else ",", index=False, header=first, mode=mode)
     return None
+
+
+# ---- image models ----------------------------------------------------------------------------
+SHOWN_AT_ONCE = 256  # files predicted (and printed) per round: output starts early
+
+
+def image_files(inputs: list[str]) -> list[str]:
+    """The positional inputs as image files: files as given, folders expanded (every image
+    under them, sorted). Missing paths are one error naming them all."""
+    from tuneforge.errors import DataError
+    from tuneforge.images.dataset import load_images
+
+    missing = [item for item in inputs if not os.path.exists(item)]
+    if missing:
+        shown = ", ".join(missing[:5]) + (
+            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        )
+        raise DataError(f"Not found: {shown}. Check the path(s) (cwd: {Path.cwd()}).")
+    files: list[str] = []
+    for item in inputs:
+        if not os.path.isdir(item):
+            files.append(item)
+            continue
+        found = load_images(item, require_labels=False)
+        for warning in found.warnings:
+            typer.echo(f"Warning: {warning}", err=True)
+        root = os.path.abspath(item)
+        files += [os.path.join(item, os.path.relpath(p, root)) for p in found.texts]
+    return files
+
+
+def show_images(model, files: list[str], batch_size: int, top_k: int, as_json: bool) -> None:
+    """`label  score  file  [top-k]` per image (as for texts), or JSON lines."""
+    for start in range(0, len(files), SHOWN_AT_ONCE):
+        chunk = files[start : start + SHOWN_AT_ONCE]
+        for path, pred in zip(chunk, model.predict(chunk, batch_size, top_k=top_k), strict=True):
+            if as_json:
+                typer.echo(json.dumps({"image": path, **pred.to_dict()}, ensure_ascii=False))
+            else:
+                others = ", ".join(f"{k} {v:.3f}" for k, v in pred.scores.items())
+                typer.echo(f"{pred.label}\t{pred.score:.3f}\t{path}\t[{others}]")
+
+
+def pick_image_column(frame, file: Path, wanted: str | None) -> str:
+    """--image-col, else a column named like `image`/`path`, else one of image file names."""
+    from tuneforge.errors import DataError
+    from tuneforge.images.dataset import IMAGE_NAMES, IMAGE_SUFFIXES
+
+    columns = ", ".join(map(str, frame.columns))
+    if wanted is not None:
+        if wanted not in frame.columns:
+            raise DataError(
+                f"Column '{wanted}' not found in {file.name} (columns: {columns}). "
+                "Pass --image-col with one of them."
+            )
+        return wanted
+    by_name = {str(c).lower(): c for c in frame.columns}
+    for name in IMAGE_NAMES:
+        if name in by_name:
+            return by_name[name]
+    for col in frame.columns:
+        values = [str(v).strip() for v in frame[col].head(100) if str(v).strip()]
+        if values and all(v.lower().endswith(IMAGE_SUFFIXES) for v in values):
+            return col
+    raise DataError(
+        f"{file}: cannot tell which column holds the image paths (columns: {columns}). "
+        f"Name it one of {', '.join(IMAGE_NAMES)}, or pass --image-col NAME."
+    )
+
+
+def predict_image_file(
+    model, file: Path, out: Path, image_col: str | None, batch_size: int, chunk_rows: int
+) -> int:
+    """Stream a table of image paths (relative to its folder) chunk by chunk into `out`, with
+    `label` and `score` columns; a missing or unreadable image is an error naming it and its
+    row."""
+    from tuneforge.data.readers import detect_format, iter_frames
+    from tuneforge.errors import DataError
+    from tuneforge.images.decode import ImageError
+
+    fmt = detect_format(out)
+    frames = iter_frames(file, chunksize=chunk_rows, raw=True)
+    first = next(frames)
+    col = pick_image_column(first, file, image_col)
+    base = file.parent
+
+    def scored():
+        done = 0
+        for frame in itertools.chain([first], frames):
+            values = ["" if v is None else str(v).strip() for v in frame[col].tolist()]
+            paths = [os.path.abspath(base / Path(v).expanduser()) if v else "" for v in values]
+            bad = [
+                (done + i + 1, v or "(empty)")
+                for i, (v, p) in enumerate(zip(values, paths, strict=True))
+                if not v or not os.path.isfile(p)
+            ]
+            if bad:
+                shown = "; ".join(f"row {r}: {v}" for r, v in bad[:5])
+                more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+                raise DataError(
+                    f"{file}: image file(s) in column '{col}' not found: {shown}{more}. "
+                    f"Relative paths are read from the file's folder ({os.path.abspath(base)})."
+                )
+            try:
+                columns = model.task.prediction_columns(model, paths, batch_size)
+            except ImageError as exc:
+                row = paths.index(exc.file) + done + 1 if exc.file in paths else None
+                where = f" row {row} ({values[row - done - 1]})" if row else ""
+                raise DataError(f"{file}{where}: {exc.reason}. {exc.fix}") from None
+            for name, column in columns.items():
+                frame[name] = column
+            done += len(frame)
+            yield frame
+
+    return write_frames(scored(), out, fmt)

@@ -37,6 +37,14 @@ class ReportOptions:
     top_errors: int = 15
     confused_pairs: int = 10
     seed: int = 0
+    # image models (image_report): thumbnails are capped so the HTML stays a few hundred KB
+    image_mistakes: int = 24
+    image_pairs: int = 5
+    images_per_pair: int = 4
+    image_heatmaps: int = 6  # integrated gradients, heatmap_steps forward + backward passes each
+    heatmap_steps: int = 16
+    thumbnail_px: int = 96
+    heatmap_px: int = 160
 
 
 @dataclass
@@ -89,13 +97,18 @@ def build_report(
     compare=None,
 ) -> Report:
     """Gather every section for `model` on labelled `test` (single-label models; a model of
-    another task gets that task's own section, see `token_report`)."""
+    another task gets that task's own section, see `token_report`; an image model gets the
+    pictures, see `image_report`)."""
     from tuneforge.errors import ConfigError
 
     if model.config.task == "token-classification":
         return token_report(model, test)
     if model.config.task == "chat":
         return chat_report(model, test)
+    if model.config.task == "image-classification":
+        from tuneforge.evaluation.image_report import image_report
+
+        return image_report(model, test, options, train, calibration_fit, compare)
     if model.config.multi_label:
         raise ConfigError("The report supports single-label models; use `tuneforge eval`.")
     opts = options or ReportOptions()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from tuneforge.evaluation.image_report import render_image_data, render_images
 from tuneforge.evaluation.report import Report
 from tuneforge.paths import write_text_atomically
 
@@ -23,6 +24,10 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}.figs{display:flex;fle
 .figs svg{max-width:100%;height:auto}.tok{border-radius:3px;padding:0 1px}
 .ok{color:#1a7f37}.bad{color:#cf222e}.scroll{max-height:460px;overflow:auto}
 .pre{white-space:pre-wrap;max-width:380px;word-break:break-word}
+.thumbs{display:flex;flex-wrap:wrap;gap:10px}figure{margin:0}.thumb{width:112px}
+.thumbs img{display:block;width:96px;height:96px;object-fit:contain;background:#f6f8fa;
+border:1px solid #d0d7de}.pair{display:grid;grid-template-columns:auto auto;gap:4px}
+.pair figcaption{grid-column:1/3}figcaption{font-size:12px;overflow-wrap:anywhere}
 """
 
 # Click a header to sort by that column; numbers compare as numbers.
@@ -42,11 +47,13 @@ SECTIONS = [
     ("generative", "Generation"),
     ("per-class", "Per class"),
     ("confusion", "Confusions"),
+    ("images", "Images"),
     ("calibration", "Calibration"),
     ("abstention", "Abstention"),
     ("errors", "Errors"),
     ("robustness", "Robustness"),
     ("data", "Data"),
+    ("image-data", "Data"),
     ("explanations", "Explanations"),
     ("training", "Training"),
     ("compare", "Comparison"),
@@ -363,6 +370,8 @@ def _compare(c: dict) -> str:
 
 
 RENDER = {
+    "images": render_images,
+    "image-data": render_image_data,
     "spans": _spans,
     "generative": _generative,
     "summary": _summary,
