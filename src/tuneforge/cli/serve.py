@@ -45,6 +45,14 @@ def serve(
     max_texts: int = typer.Option(256, help="Texts per request."),
     max_text_chars: int = typer.Option(10_000, help="Characters per text."),
     max_body_bytes: int = typer.Option(1 << 20, help="Request body size."),
+    max_images: int = typer.Option(16, help="Images per request (image models)."),
+    max_image_bytes: int = typer.Option(10 << 20, help="Bytes per encoded image."),
+    max_image_pixels: int = typer.Option(
+        40_000_000, help="Pixels per image, read before decoding (decompression bombs)."
+    ),
+    max_image_request_bytes: int = typer.Option(
+        32 << 20, help="Request body size for image models (instead of --max-body-bytes)."
+    ),
     rate: float = typer.Option(50.0, help="Requests per second per key (0: unlimited)."),
     burst: int = typer.Option(100, help="Requests a key may send at once."),
     ray: bool = typer.Option(
@@ -79,6 +87,10 @@ def serve(
             max_body_bytes=max_body_bytes,
             max_texts=max_texts,
             max_text_chars=max_text_chars,
+            max_images=max_images,
+            max_image_bytes=max_image_bytes,
+            max_image_pixels=max_image_pixels,
+            max_image_request_bytes=max_image_request_bytes,
             rate_per_second=rate,
             burst=burst,
             max_inflight=max_inflight,
