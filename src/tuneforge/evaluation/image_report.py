@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import io
 import os
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -22,14 +21,8 @@ import numpy as np
 
 from tuneforge.evaluation import plots
 from tuneforge.evaluation.report import (
-    Report,
     ReportOptions,
     Scored,
-    _abstention,
-    _calibration,
-    _confusion,
-    _summary,
-    score,
 )
 
 
@@ -53,39 +46,13 @@ def shown_path(ds, i: int) -> str:
     return ds.texts[i] if rel.startswith("..") else rel
 
 
-def image_report(
-    model,
-    test,
-    options: ReportOptions | None = None,
-    train=None,
-    calibration_fit=None,
-    compare=None,
-) -> Report:
-    """Every section for an image model on a labelled `ImageDataset`."""
-    from tuneforge.errors import ConfigError
-
-    if model.config.multi_label:
-        raise ConfigError("The report supports single-label models; use `tuneforge eval`.")
-    opts = options or ReportOptions()
-    started = time.monotonic()
-    scored = score(model, test)
-    name = model.path.name if model.path else "model"
-    report = Report(title=f"{name} on {Path(test.source).name}")
-    s = report.sections
-    s["summary"] = _summary(model, test, scored, opts)
-    s["per_class"] = s["summary"]["result"].per_class
-    s["confusion"] = _confusion(model, test, scored, s["summary"]["result"].confusion, opts)
-    s["calibration"] = _calibration(model, scored, calibration_fit)
-    s["abstention"] = _abstention(model, scored, opts)
-    s["images"] = image_section(model, test, scored, opts)
-    s["image_data"] = _image_data(model, test, train)
-    s["training"] = {"svg": plots.training_curves(model.log), "records": len(model.log)}
-    if compare is not None:
-        from tuneforge.evaluation.compare import compare_models
-
-        s["compare"] = compare_models(model, compare, test, scored, opts)
-    report.seconds = time.monotonic() - started
-    return report
+def image_sections(model, test, scored: Scored, opts: ReportOptions, train=None) -> dict:
+    """The sections an image model's report has where a text model's has errors, robustness,
+    data and explanations (`report.build_report` makes the rest, for every classifier)."""
+    return {
+        "images": image_section(model, test, scored, opts),
+        "image_data": _image_data(model, test, train),
+    }
 
 
 def image_section(model, test, scored: Scored, opts: ReportOptions) -> dict:

@@ -98,17 +98,13 @@ def build_report(
 ) -> Report:
     """Gather every section for `model` on labelled `test` (single-label models; a model of
     another task gets that task's own section, see `token_report`; an image model gets the
-    pictures, see `image_report`)."""
+    pictures, see `image_report.image_sections`)."""
     from tuneforge.errors import ConfigError
 
     if model.config.task == "token-classification":
         return token_report(model, test)
     if model.config.task == "chat":
         return chat_report(model, test)
-    if model.config.task == "image-classification":
-        from tuneforge.evaluation.image_report import image_report
-
-        return image_report(model, test, options, train, calibration_fit, compare)
     if model.config.multi_label:
         raise ConfigError("The report supports single-label models; use `tuneforge eval`.")
     opts = options or ReportOptions()
@@ -122,10 +118,15 @@ def build_report(
     s["confusion"] = _confusion(model, test, scored, s["summary"]["result"].confusion, opts)
     s["calibration"] = _calibration(model, scored, calibration_fit)
     s["abstention"] = _abstention(model, scored, opts)
-    s["errors"] = _top_errors(test, scored, opts.top_errors)
-    s["robustness"] = _robustness(model, test, scored, opts)
-    s["data"] = _data(model, test, train)
-    s["explanations"] = _explanations(model, test, scored, opts)
+    if model.config.task == "image-classification":  # pictures where texts were
+        from tuneforge.evaluation.image_report import image_sections
+
+        s.update(image_sections(model, test, scored, opts, train))
+    else:
+        s["errors"] = _top_errors(test, scored, opts.top_errors)
+        s["robustness"] = _robustness(model, test, scored, opts)
+        s["data"] = _data(model, test, train)
+        s["explanations"] = _explanations(model, test, scored, opts)
     s["training"] = {"svg": plots.training_curves(model.log), "records": len(model.log)}
     if compare is not None:
         from tuneforge.evaluation.compare import compare_models
