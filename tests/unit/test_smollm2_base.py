@@ -61,7 +61,7 @@ def test_kind_comes_from_config_json(tmp_path, config, kind):
 
 def test_a_causal_lm_cannot_be_half_of_a_base_pair(tmp_path):
     llama, bert = _tiny_llama(tmp_path / "llama"), _tiny_bert(tmp_path / "bert")
-    with pytest.raises(ModelNotFoundError, match="only encoders can be paired"):
+    with pytest.raises(ModelNotFoundError, match="only text encoders can be paired"):
         resolve_base(f"{bert}+{llama}")
 
 
