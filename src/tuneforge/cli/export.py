@@ -1,5 +1,6 @@
-"""`tuneforge export`: ONNX (optionally int8, pruned) artifact, refused if it loses accuracy; a
-chat model as one GGUF file (llama.cpp, Ollama) or a merged Hugging Face directory."""
+"""`tuneforge export`: ONNX (optionally int8, pruned) artifact, refused if it loses accuracy
+(an image model's int8 is static, calibrated on pictures); a chat model as one GGUF file
+(llama.cpp, Ollama) or a merged Hugging Face directory."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from tuneforge.cli.app import app
     "tuneforge export runs/bank77 --out runs/bank77-onnx --quantize int8 --val val.csv\n\n"
     "tuneforge export runs/bank77 --out runs/bank77-small --quantize int8 --prune-layers 2 "
     "--distil-data train.csv --val val.csv\n\n"
+    "tuneforge export runs/photos --quantize int8 --calibrate photos/ --val val/ "
+    "--out runs/photos-int8\n\n"
     "tuneforge export runs/support-lm --format gguf --out support.gguf --quantize q8_0\n\n"
     "tuneforge export runs/support-lm --format hf --out support-hf"
 )
@@ -32,8 +35,9 @@ def export(
     ),
     quantize: str | None = typer.Option(
         None,
-        help="onnx: 'int8' (dynamic quantization). gguf: f32, f16 (default: half the size, "
-        "logits within ~0.2%) or q8_0 (8-bit blocks, ~a quarter of f32; within ~3%).",
+        help="onnx: 'int8' (text: dynamic quantization; images: static, calibrated on "
+        "--calibrate pictures). gguf: f32, f16 (default: half the size, logits within ~0.2%) "
+        "or q8_0 (8-bit blocks, ~a quarter of f32; within ~3%).",
     ),
     prune_layers: int = typer.Option(
         0, help="Drop this many encoder layers (evenly spread), then re-tune from the original."
@@ -48,14 +52,35 @@ def export(
         None, help="Data to re-tune a pruned model on (training file; labels used if present)."
     ),
     distil_seconds: float = typer.Option(900.0, help="Time cap of the re-tune (3 epochs)."),
-    text_col: str | None = typer.Option(None),
+    text_col: str | None = typer.Option(
+        None, "--text-col", "--image-col", help="Text (or image-path) column of --val."
+    ),
     label_col: str | None = typer.Option(None),
     no_fuse: bool = typer.Option(False, "--no-fuse", help="Skip onnxruntime op fusion."),
+    calibrate: Path | None = typer.Option(
+        None,
+        help="int8 of an image model: pictures whose activations set the int8 ranges (the "
+        "training images are best; 256 are sampled). Default: the --val pictures.",
+    ),
+    calibration: str = typer.Option(
+        "minmax", help="int8 of an image model: minmax, percentile or entropy calibration."
+    ),
+    keep_fp32: str | None = typer.Option(
+        None,
+        help="int8 of an image model: node kinds left in float32, comma-separated: head "
+        "(default), first (convolution), depthwise; 'none' quantizes everything.",
+    ),
 ) -> None:
     """Export to ONNX for fast CPU inference (`TunedModel.load` and `serve` run it as usual),
     or a chat model to GGUF / Hugging Face (checked: reloaded, same tokens and logits)."""
     if fmt in ("gguf", "hf"):
-        onnx_only = {"--prune-layers": prune_layers, "--val": val, "--distil-data": distil_data}
+        onnx_only = {
+            "--prune-layers": prune_layers,
+            "--val": val,
+            "--distil-data": distil_data,
+            "--calibrate": calibrate,
+            "--keep-fp32": keep_fp32,
+        }
         _export_chat(model_dir, out, fmt, quantize, skip_gate, force, onnx_only)
         return
     if fmt != "onnx":
@@ -78,7 +103,14 @@ def export(
         fuse=not no_fuse,
         distil_data=distil_data,
         distil_seconds=distil_seconds,
+        calibrate=calibrate,
+        calibration_method=calibration,
+        keep_fp32=_kinds(keep_fp32),
     )
+    cal = report.calibration
+    if cal:
+        note = " (the gate's own data; --calibrate DIR takes others)" if cal["from_val"] else ""
+        typer.echo(f"Calibrated ({cal['method']}) on {cal['inputs']} of {cal['source']}{note}")
     gate = report.gate
     if gate:
         typer.echo(
@@ -88,6 +120,12 @@ def export(
         )
     typer.echo(json.dumps({"size_mb": report.size_mb, **report.parity}))
     typer.echo(f"Wrote {report.path}")
+
+
+def _kinds(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    return tuple(k.strip() for k in value.split(",") if k.strip() and k.strip() != "none")
 
 
 def _export_chat(model_dir, out, fmt, quantize, skip_gate, force, onnx_only) -> None:

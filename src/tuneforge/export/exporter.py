@@ -4,6 +4,11 @@ The accuracy gate evaluates the source (PyTorch) model and the exported one on t
 validation set; a drop of more than `max_loss` accuracy points refuses the export (nothing is
 written) unless `force=True`. Both figures are recorded in the artifact's `tuneforge.yaml`
 (`export:` section), so whoever serves the model can see what was traded for speed.
+
+Tasks plug in through small hooks: `onnx_inputs(config)` (the graph's inputs: an example to
+trace, dynamic axes; default the text ones), `onnx_axes` (outputs), and `onnx_int8` ("dynamic",
+the default, or "static": activations calibrated on example inputs the task's `map_inputs`
+prepares — an image model's pictures, from `calibrate` or else the `val` data).
 """
 
 from __future__ import annotations
@@ -19,6 +24,16 @@ import numpy as np
 from tuneforge.errors import ArtifactError, ConfigError, TuneforgeError
 
 log = logging.getLogger(__name__)
+# Static int8 (image models). Measured on EfficientNet-Lite0 + a `head` on CIFAR-10 (500
+# training images, 256 of them calibrating; label agreement with fp32 on 500 other images):
+# MinMax 0.884, Percentile 0.892, Entropy 0.884; with the head (the Gemm writing the logits) kept
+# in fp32 0.914 / 0.910 / 0.908, at no measurable speed cost. Also in fp32: the first
+# convolution 0.892 (MinMax), the projection convolutions 0.888, the last two blocks 0.918 (10%
+# slower), depthwise convolutions 0.59 (much worse). 500 calibration images instead of 256:
+# 0.916. MinMax calibrates 4x faster than Percentile (histograms) and did as well: the default.
+CALIBRATION_SIZE = 256  # inputs whose activations set the ranges (an even sample)
+CALIBRATION_BATCH = 16
+DEFAULT_KEEP_FP32 = ("head",)
 
 
 class AccuracyGateError(TuneforgeError):
@@ -35,6 +50,7 @@ class ExportReport:
     gate: dict = field(default_factory=dict)
     parity: dict = field(default_factory=dict)
     distillation: dict = field(default_factory=dict)
+    calibration: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -55,22 +71,41 @@ def export_model(
     fuse: bool = True,
     distil_data: str | Path | None = None,
     distil_seconds: float = 900.0,
+    calibrate: str | Path | None = None,
+    calibration_method: str = "minmax",
+    calibration_size: int = CALIBRATION_SIZE,
+    keep_fp32: tuple[str, ...] | None = None,
 ) -> ExportReport:
     """Export `model` (a `TunedModel` or its directory) to `out` as an ONNX artifact.
 
-    quantize: None or "int8" (dynamic quantization). prune_layers: drop that many encoder layers,
-    then re-tune from the original on `distil_data` (its labels too, when it has them) for
-    3 epochs or `distil_seconds`, whichever comes first.
+    quantize: None or "int8" (text: dynamic quantization; images: static, calibrated).
+    prune_layers: drop that many encoder layers, then re-tune from the original on
+    `distil_data` (its labels too, when it has them) for 3 epochs or `distil_seconds`,
+    whichever comes first.
     val: labelled data for the accuracy gate (required unless `skip_gate`).
+    calibrate: static int8's calibration inputs (the training pictures are best; default:
+    `val`), `calibration_size` of them at most (an even sample); `calibration_method`
+    "minmax", "percentile" or "entropy"; `keep_fp32`: node kinds left unquantized
+    ("first", "depthwise", "head"; see `onnx_export.quantize_static_int8`; default: the head).
     """
     from tuneforge.data.dataset import load_data
     from tuneforge.tuned_model import TunedModel
 
     source = model if isinstance(model, TunedModel) else TunedModel.load(model)
     _check_args(source, quantize, prune_layers, val, skip_gate, distil_data)
-    val_ds = None
+    static = quantize == "int8" and _int8_kind(source) == "static"
+    _check_calibration(source, static, calibrate, val, calibration_method, keep_fp32)
+    val_ds = source_out = None
     if val is not None:
-        val_ds = source.task.load_for(source, Path(val), text_col, label_col)
+        val_ds = _load_val(source, val, text_col, label_col)
+        if _classifies(source):  # first, so unusable data stops before the export's work
+            with _exact(source):
+                source_out = source.forward(val_ds.texts, progress="scoring --val (source)")
+    calibration = None
+    if static:
+        data = calibrate if calibrate is not None else val
+        calibration = _calibration_feeds(source, data, calibration_size)
+        calibration[1].update(method=calibration_method, from_val=calibrate is None)
     classifier, distillation = source.runtime.classifier, {}
     if prune_layers:
         from tuneforge.export.prune import distil, label_targets
@@ -87,18 +122,122 @@ def export_model(
         classifier = prune(classifier, prune_layers)
         distillation = distil(classifier, source, data.texts, targets, max_seconds=distil_seconds)
     report = ExportReport(str(out), quantize, prune_layers, False, 0.0, distillation=distillation)
+    keep = DEFAULT_KEEP_FP32 if keep_fp32 is None else tuple(keep_fp32)
+    int8 = {"calibration": calibration, "keep_fp32": keep}
 
     def write(tmp: Path) -> None:
-        _write_onnx_artifact(source, classifier, tmp, quantize, fuse, report)
+        _write_onnx_artifact(source, classifier, tmp, quantize, fuse, report, **int8)
         if val_ds is not None:
             exported = TunedModel.load(tmp)
-            report.gate, report.parity = _gate(source, exported, val_ds, max_loss, force)
+            report.gate, report.parity = _gate(
+                source, exported, val_ds, max_loss, force, source_out
+            )
+        elif calibration is not None:  # no gate: at least how close it is on a few inputs
+            report.parity = _feed_parity(source, TunedModel.load(tmp), calibration[0][:4])
         _finish_config(source, tmp, report)
 
     from tuneforge.paths import write_dir_atomically
 
     report.path = str(write_dir_atomically(Path(out), write))
     return report
+
+
+def _int8_kind(source) -> str:
+    return getattr(source.task, "onnx_int8", "dynamic")
+
+
+def _classifies(source) -> bool:
+    """Text and image classification: the gate compares labels from logits."""
+    from tuneforge.tasks.text_classification import TextClassification
+
+    return isinstance(source.task, TextClassification)
+
+
+def _check_calibration(source, static, calibrate, val, method, keep_fp32) -> None:
+    from tuneforge.export.onnx_export import CALIBRATION_METHODS, FP32_CHOICES
+
+    if not static:
+        if calibrate is not None or keep_fp32 is not None:
+            raise ConfigError(
+                "--calibrate and --keep-fp32 are for static int8, which image models use; "
+                f"this {source.config.task} model quantizes dynamically (no data needed)."
+            )
+        return
+    if calibrate is None and val is None:
+        raise ConfigError(
+            "Static int8 calibrates its activation ranges on example inputs: pass --calibrate "
+            "DIR (the training images are best; a few hundred are used) or --val FILE."
+        )
+    if method not in CALIBRATION_METHODS:
+        raise ConfigError(
+            f"--calibration must be one of {', '.join(CALIBRATION_METHODS)} (got {method!r})."
+        )
+    unknown = sorted(set(keep_fp32 or ()) - set(FP32_CHOICES))
+    if unknown:
+        raise ConfigError(
+            f"--keep-fp32 takes {', '.join(FP32_CHOICES)} (got {', '.join(unknown)})."
+        )
+
+
+def _load_val(source, val, text_col, label_col):
+    """The gate's data (a file, or a data set already read), read by the model's task; labels
+    the model does not know are an error (the gate would score a different problem)."""
+    from tuneforge.errors import DataError
+
+    try:
+        ds = source.task.load_for(source, _as_path(val), text_col, label_col)
+    except DataError as exc:
+        raise DataError(f"--val: {exc}") from None
+    val = getattr(ds, "source", val)
+    labels = getattr(ds, "labels", None)
+    if _classifies(source) and not source.config.multi_label and labels is not None:
+        unknown = sorted(set(labels) - set(source.labels))
+        if unknown:
+            raise DataError(
+                f"--val {val}: labels the model does not know: {', '.join(map(str, unknown[:10]))}"
+                f" (it knows {', '.join(source.labels[:10])}). Pass validation data of the task "
+                "the model was trained on."
+            )
+    return ds
+
+
+def _exact(source):
+    """The source computes in float32 while it is compared, as the exported graph does: an
+    image model that runs in bf16 autocast (`precision`) differs from its own float32 numbers
+    by more than an export does (Lite0 + head on CIFAR-10: 5% of labels flip in bf16)."""
+    from tuneforge.export.onnx_export import fp32_arithmetic
+
+    return fp32_arithmetic(source.runtime.classifier)
+
+
+def _as_path(data):
+    return Path(data) if isinstance(data, str | Path) else data
+
+
+def _calibration_feeds(source, data, size: int) -> tuple[list[dict], dict]:
+    """Up to `size` inputs of `data` (a file or data set; an even random sample), as the
+    graph's input batches."""
+    from tuneforge.errors import DataError
+
+    try:
+        ds = data
+        if isinstance(data, str | Path):
+            ds = source.task.load(Path(data), require_labels=False)
+    except DataError as exc:
+        raise DataError(f"--calibrate: {exc}") from None
+    data = getattr(ds, "source", data)
+    inputs = source.task.inputs(ds)
+    if len(inputs) > size:
+        keep = np.sort(np.random.default_rng(0).choice(len(inputs), size, replace=False))
+        inputs = [inputs[i] for i in keep]
+    feeds: list[dict] = []
+
+    def keep_batch(batch: dict) -> list:
+        feeds.append({name: np.asarray(value) for name, value in batch.items()})
+        return []
+
+    source.task.map_inputs(source, keep_batch, inputs, CALIBRATION_BATCH, "calibration inputs")
+    return feeds, {"source": str(data), "inputs": len(inputs)}
 
 
 def _check_args(source, quantize, prune_layers, val, skip_gate, distil_data) -> None:
@@ -140,12 +279,21 @@ def _check_args(source, quantize, prune_layers, val, skip_gate, distil_data) -> 
         )
 
 
-def _write_onnx_artifact(source, classifier, tmp: Path, quantize, fuse, report) -> None:
-    from tuneforge.export.onnx_export import fuse_transformer, quantize_int8, to_onnx
+def _write_onnx_artifact(
+    source, classifier, tmp: Path, quantize, fuse, report, calibration=None, keep_fp32=()
+) -> None:
+    from tuneforge.export.onnx_export import (
+        fuse_transformer,
+        quantize_int8,
+        quantize_static_int8,
+        to_onnx,
+    )
     from tuneforge.export.onnx_runtime import ONNX_FILE, copy_tokenizer
 
+    task = source.task
+    inputs = task.onnx_inputs(source.config) if hasattr(task, "onnx_inputs") else None
     with tempfile.TemporaryDirectory() as scratch:
-        current = to_onnx(classifier, Path(scratch) / "traced.onnx", source.task.onnx_axes)
+        current = to_onnx(classifier, Path(scratch) / "traced.onnx", task.onnx_axes, inputs)
         enc = classifier.encoder.config
         heads = getattr(enc, "num_attention_heads", None)  # a base pair has two attention shapes
         if (
@@ -154,7 +302,17 @@ def _write_onnx_artifact(source, classifier, tmp: Path, quantize, fuse, report) 
             and fuse_transformer(current, Path(scratch) / "fused.onnx", heads, enc.hidden_size)
         ):
             current, report.fused = Path(scratch) / "fused.onnx", True
-        if quantize == "int8":
+        if quantize == "int8" and calibration is not None:
+            feeds, report.calibration = calibration
+            current, done = quantize_static_int8(
+                current,
+                Path(scratch) / "int8.onnx",
+                feeds,
+                report.calibration["method"],
+                keep_fp32,
+            )
+            report.calibration |= done
+        elif quantize == "int8":
             current = quantize_int8(current, Path(scratch) / "int8.onnx")
         (tmp / ONNX_FILE).write_bytes(current.read_bytes())
     report.size_mb = round((tmp / ONNX_FILE).stat().st_size / 2**20, 2)
@@ -179,14 +337,21 @@ def _finish_config(source, tmp: Path, report: ExportReport) -> None:
     (tmp / "README.md").write_text(card + "\n## Export\n\n```json\n" + json.dumps(info, indent=1))
 
 
-def _gate(source, exported, val_ds, max_loss: float, force: bool) -> tuple[dict, dict]:
+def _gate(
+    source, exported, val_ds, max_loss: float, force: bool, source_out: dict | None = None
+) -> tuple[dict, dict]:
     """The task's headline score of both models on `val_ds` (accuracy; a tagger's span F1);
-    raise when the drop exceeds `max_loss` points."""
-    if source.config.task != "text-classification":
+    raise when the drop exceeds `max_loss` points. `source_out`: the source's `forward` on
+    `val_ds`, if already computed."""
+    if not _classifies(source):
         return _task_gate(source, exported, val_ds, max_loss, force)
     from tuneforge.evaluation.metrics import evaluate_predictions
 
-    z_src, z_exp = source.logits(val_ds.texts), exported.logits(val_ds.texts)
+    if source_out is None:
+        with _exact(source):
+            source_out = source.forward(val_ds.texts)
+    exported_out = exported.forward(val_ds.texts, progress="scoring --val (export)")
+    z_src, z_exp = source_out["logits"], exported_out["logits"]
     labels, multi = source.labels, source.config.multi_label
 
     def decide(z):
@@ -206,7 +371,9 @@ def _gate(source, exported, val_ds, max_loss: float, force: bool) -> tuple[dict,
         "passed": loss <= max_loss,
         "forced": force and loss > max_loss,
     }
-    parity = _parity(source, exported, val_ds.texts, z_src, z_exp, multi)
+    if getattr(source.runtime.classifier, "precision", None) is not None:
+        gate["source_precision"] = "fp32"  # see `_exact`
+    parity = _parity(source_out, exported_out, multi)
     if loss > max_loss and not force:
         raise AccuracyGateError(
             f"The export loses {loss:.2f} accuracy points on {val_ds.source} "
@@ -248,10 +415,10 @@ def _task_gate(source, exported, val_ds, max_loss: float, force: bool) -> tuple[
     }
 
 
-def _parity(source, exported, texts, z_src, z_exp, multi: bool) -> dict:
-    """How close the exported outputs are to PyTorch's (on up to 512 validation texts)."""
-    sample = texts[:512]
-    e_src, e_exp = source.embed(sample), exported.embed(sample)
+def _parity(source_out: dict, exported_out: dict, multi: bool) -> dict:
+    """How close the exported outputs are to PyTorch's (on the validation rows)."""
+    z_src, z_exp = source_out["logits"], exported_out["logits"]
+    e_src, e_exp = source_out["embedding"], exported_out["embedding"]
     cos = (e_src * e_exp).sum(1) / (
         np.linalg.norm(e_src, axis=1) * np.linalg.norm(e_exp, axis=1) + 1e-12
     )
@@ -262,3 +429,14 @@ def _parity(source, exported, texts, z_src, z_exp, multi: bool) -> dict:
         "embedding_cosine_mean": round(float(cos.mean()), 5),
         "embedding_cosine_min": round(float(cos.min()), 5),
     }
+
+
+def _feed_parity(source, exported, feeds: list[dict]) -> dict:
+    """`_parity` on input batches (calibration ones) when there is no gate to measure it."""
+    with _exact(source):
+        outs = [(source.runtime.forward(f), exported.runtime.forward(f)) for f in feeds]
+    both = [
+        {k: np.concatenate([o[i][k] for o in outs]) for k in ("logits", "embedding")}
+        for i in (0, 1)
+    ]
+    return {"rows": len(both[0]["logits"]), **_parity(*both, source.config.multi_label)}

@@ -1,8 +1,10 @@
 """`OnnxRuntime`: runs an exported `model.onnx` with onnxruntime behind the `Runtime` interface.
 
 It registers itself as `RUNTIMES["onnx"]`, so `TunedModel.load` opens an exported artifact
-transparently. The graph has two outputs, `logits` and `embedding`, with dynamic batch and
-sequence axes; `forward` returns both from one run (asking for one would skip nothing).
+transparently. The graph has two outputs, `logits` and `embedding`, with a dynamic batch axis;
+`forward` returns both from one run (asking for one would skip nothing). Its inputs are the
+task's: token ids and mask (dynamic sequence axis) for text, `pixel_values` (batch, 3, s, s) for
+images; `forward` feeds whatever the graph declares, in the dtype it declares.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from tuneforge.errors import ArtifactError
 from tuneforge.runtime import ENCODER_DIR, RUNTIMES
 
 ONNX_FILE = "model.onnx"
-INPUTS = ("input_ids", "attention_mask")
+INPUTS = ("input_ids", "attention_mask")  # a text graph's; an image graph reads pixel_values
 OUTPUTS = ("logits", "embedding")
+_DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(float)": np.float32}
 
 
 def session_options(threads: int | None = None):
@@ -49,10 +52,11 @@ class OnnxRuntime:
         self.session = ort.InferenceSession(
             self._bytes, session_options(threads), providers=["CPUExecutionProvider"]
         )
+        self.inputs = {i.name: _DTYPES[i.type] for i in self.session.get_inputs()}
 
     def forward(self, batch: dict) -> dict[str, np.ndarray]:
         """Every output of one pass of the graph."""
-        feed = {name: np.asarray(batch[name], dtype=np.int64) for name in INPUTS}
+        feed = {name: np.ascontiguousarray(batch[name], dtype=t) for name, t in self.inputs.items()}
         return dict(zip(OUTPUTS, self.session.run(list(OUTPUTS), feed), strict=True))
 
     def save(self, directory: Path, tokenizer) -> None:

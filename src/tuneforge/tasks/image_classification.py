@@ -159,8 +159,19 @@ class ImageClassification(TextClassification):
         "head": {"standardize": True},
     }
 
+    # ONNX export: int8 is static (convolutions run as int8 kernels only with calibrated
+    # activation ranges; the exporter calibrates on pictures through `map_inputs`)
+    onnx_int8: ClassVar[str] = "static"
+
     def __init__(self, options: dict | None = None) -> None:
         self.options = ImageClassificationConfig(**(options or {}))
+
+    def onnx_inputs(self, config) -> dict[str, tuple[torch.Tensor, dict[int, str]]]:
+        """The ONNX graph's input: `pixel_values` (batch, 3, s, s) at the evaluation
+        transform's side; an example batch to trace and the dynamic (batch) axis."""
+        side = self.Config(**config.task_config).transform.size
+        example = torch.randn(2, 3, side, side, generator=torch.Generator().manual_seed(0))
+        return {"pixel_values": (example, {0: "batch"})}
 
     def configured(self, options: dict) -> ImageClassification:
         return with_options(self, options, _RECORDED)
