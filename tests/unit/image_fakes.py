@@ -54,3 +54,11 @@ def tiny_vit_dir(path: Path, seed: int = 0) -> Path:
         json.dumps({"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "resample": 2})
     )
     return path
+
+
+def train_and_test_pictures(root: Path) -> dict[str, Path]:
+    """{"train": 12 pictures per class, "test": 6 per class}, from different seeds."""
+    return {
+        "train": make_image_folder(root / "train", 12, seed=0),
+        "test": make_image_folder(root / "test", 6, seed=1),
+    }

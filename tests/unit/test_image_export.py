@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 import tuneforge
-from image_fakes import make_image_folder, tiny_vit_dir
+from image_fakes import tiny_vit_dir, train_and_test_pictures
 from tuneforge.errors import ConfigError, DataError
 from tuneforge.export import export_model
 from tuneforge.export.exporter import AccuracyGateError
@@ -25,11 +25,7 @@ HEAD = dict(method="head", progress=False, task_options={"precision": "fp32"})
 
 @pytest.fixture(scope="module")
 def pictures(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pictures")
-    return {
-        "train": make_image_folder(root / "train", 12, seed=0),
-        "test": make_image_folder(root / "test", 6, seed=1),
-    }
+    return train_and_test_pictures(tmp_path_factory.mktemp("pictures"))
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import torch
 import yaml
 
 import tuneforge
-from image_fakes import CLASSES, make_image_folder, picture, tiny_vit_dir
+from image_fakes import CLASSES, picture, tiny_vit_dir, train_and_test_pictures
 from tuneforge.artifact import CONFIG_FILE
 from tuneforge.methods.base import methods_for
 from tuneforge.tasks import detect_task
@@ -23,11 +23,7 @@ LR = {"full": 3e-3, "lora": 1e-2, "partial": 3e-3, "head": None}
 
 @pytest.fixture(scope="module")
 def pictures(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pictures")
-    return {
-        "train": make_image_folder(root / "train", 12, seed=0),
-        "test": make_image_folder(root / "test", 6, seed=1),
-    }
+    return train_and_test_pictures(tmp_path_factory.mktemp("pictures"))
 
 
 @pytest.fixture(scope="module")

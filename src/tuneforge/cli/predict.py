@@ -65,12 +65,17 @@ def predict(
     if images:
         show_images(model, image_files(texts), batch_size, top_k, as_json)
         return
-    for text, pred in zip(texts, model.predict(texts, batch_size, top_k=top_k), strict=True):
+    show_labels(texts, model.predict(texts, batch_size, top_k=top_k), "text", as_json)
+
+
+def show_labels(inputs: list[str], predictions, key: str, as_json: bool) -> None:
+    """`label  score  input  [top-k]` per input, or JSON lines with the input under `key`."""
+    for item, pred in zip(inputs, predictions, strict=True):
         if as_json:
-            typer.echo(json.dumps({"text": text, **pred.to_dict()}, ensure_ascii=False))
+            typer.echo(json.dumps({key: item, **pred.to_dict()}, ensure_ascii=False))
         else:
             others = ", ".join(f"{k} {v:.3f}" for k, v in pred.scores.items())
-            typer.echo(f"{pred.label}\t{pred.score:.3f}\t{text}\t[{others}]")
+            typer.echo(f"{pred.label}\t{pred.score:.3f}\t{item}\t[{others}]")
 
 
 def show_spans(predictions, as_json: bool) -> None:
@@ -185,39 +190,7 @@ def show_images(model, files: list[str], batch_size: int, top_k: int, as_json: b
     """`label  score  file  [top-k]` per image (as for texts), or JSON lines."""
     for start in range(0, len(files), SHOWN_AT_ONCE):
         chunk = files[start : start + SHOWN_AT_ONCE]
-        for path, pred in zip(chunk, model.predict(chunk, batch_size, top_k=top_k), strict=True):
-            if as_json:
-                typer.echo(json.dumps({"image": path, **pred.to_dict()}, ensure_ascii=False))
-            else:
-                others = ", ".join(f"{k} {v:.3f}" for k, v in pred.scores.items())
-                typer.echo(f"{pred.label}\t{pred.score:.3f}\t{path}\t[{others}]")
-
-
-def pick_image_column(frame, file: Path, wanted: str | None) -> str:
-    """--image-col, else a column named like `image`/`path`, else one of image file names."""
-    from tuneforge.errors import DataError
-    from tuneforge.images.dataset import IMAGE_NAMES, IMAGE_SUFFIXES
-
-    columns = ", ".join(map(str, frame.columns))
-    if wanted is not None:
-        if wanted not in frame.columns:
-            raise DataError(
-                f"Column '{wanted}' not found in {file.name} (columns: {columns}). "
-                "Pass --image-col with one of them."
-            )
-        return wanted
-    by_name = {str(c).lower(): c for c in frame.columns}
-    for name in IMAGE_NAMES:
-        if name in by_name:
-            return by_name[name]
-    for col in frame.columns:
-        values = [str(v).strip() for v in frame[col].head(100) if str(v).strip()]
-        if values and all(v.lower().endswith(IMAGE_SUFFIXES) for v in values):
-            return col
-    raise DataError(
-        f"{file}: cannot tell which column holds the image paths (columns: {columns}). "
-        f"Name it one of {', '.join(IMAGE_NAMES)}, or pass --image-col NAME."
-    )
+        show_labels(chunk, model.predict(chunk, batch_size, top_k=top_k), "image", as_json)
 
 
 def predict_image_file(
@@ -233,7 +206,9 @@ def predict_image_file(
     fmt = detect_format(out)
     frames = iter_frames(file, chunksize=chunk_rows, raw=True)
     first = next(frames)
-    col = pick_image_column(first, file, image_col)
+    from tuneforge.images.dataset import image_column
+
+    col = image_column(first, file, image_col)
     base = file.parent
 
     def scored():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -75,14 +75,13 @@ class TextDataset:
         return Counter(self.labels)
 
     def subset(self, indices: list[int]) -> TextDataset:
-        return TextDataset(
+        """These rows, as a dataset of the same kind (the load warnings are not carried)."""
+        return replace(
+            self,
             texts=[self.texts[i] for i in indices],
             labels=None if self.labels is None else [self.labels[i] for i in indices],
-            source=self.source,
             lines=[self.lines[i] for i in indices],
-            text_col=self.text_col,
-            label_col=self.label_col,
-            multi_label=self.multi_label,
+            warnings=[],
         )
 
     @classmethod

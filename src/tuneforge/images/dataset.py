@@ -12,7 +12,7 @@ import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache, partial
 from pathlib import Path
 
@@ -51,16 +51,8 @@ class ImageDataset(TextDataset):
         return [Path(t) for t in self.texts]
 
     def subset(self, indices: list[int]) -> ImageDataset:
-        return ImageDataset(
-            texts=[self.texts[i] for i in indices],
-            labels=None if self.labels is None else [self.labels[i] for i in indices],
-            source=self.source,
-            lines=[self.lines[i] for i in indices],
-            text_col=self.text_col,
-            label_col=self.label_col,
-            multi_label=self.multi_label,
-            warnings=list(self.warnings),
-        )
+        """These rows; unlike a text subset, the load warnings go with them."""
+        return replace(super().subset(indices), warnings=list(self.warnings))
 
 
 def load_images(
@@ -199,26 +191,33 @@ def _find_image_column(frame: pd.DataFrame) -> str | None:
     return None
 
 
+def image_column(frame: pd.DataFrame, path: Path, image_col: str | None = None) -> str:
+    """`image_col` (checked), else the column that holds the image paths; errors list the
+    columns."""
+    columns = ", ".join(map(str, frame.columns))
+    if image_col is not None:
+        if image_col not in frame.columns:
+            raise DataError(
+                f"Column '{image_col}' not found in {Path(path).name} (columns: {columns}). "
+                "Pass --image-col with one of them."
+            )
+        return image_col
+    found = _find_image_column(frame)
+    if found is None:
+        raise DataError(
+            f"{path}: cannot tell which column holds the image paths (columns: {columns}). "
+            f"Name it one of {', '.join(IMAGE_NAMES)}, or pass --image-col NAME."
+        )
+    return found
+
+
 def _load_table(
     path: Path, image_col: str | None, label_col: str | None, require_labels: bool
 ) -> ImageDataset:
     frame = read_frame(path)
     if frame.empty:
         raise DataError(f"{path}: no data rows. The file needs a header and at least one row.")
-    columns = ", ".join(map(str, frame.columns))
-    if image_col is not None:
-        if image_col not in frame.columns:
-            raise DataError(
-                f"Column '{image_col}' not found in {path.name} (columns: {columns}). "
-                "Pass --image-col with one of them."
-            )
-    else:
-        image_col = _find_image_column(frame)
-        if image_col is None:
-            raise DataError(
-                f"{path}: cannot tell which column holds the image paths (columns: {columns}). "
-                f"Name it one of {', '.join(IMAGE_NAMES)}, or pass --image-col NAME."
-            )
+    image_col = image_column(frame, path, image_col)
     label_col = pick_label_column(frame, path, image_col, label_col, required=require_labels)
     lines = _source_lines(path, len(frame))
     raw = [v.strip() for v in frame[image_col].tolist()]

@@ -32,7 +32,7 @@ from tuneforge.images.transforms import (
     prepare_for_cache,
     train_transform,
 )
-from tuneforge.tasks.base import TaskConfig, register_task, with_options
+from tuneforge.tasks.base import Task, TaskConfig, register_task, with_options
 from tuneforge.tasks.text_classification import TextClassification
 from tuneforge.training.progress import console
 
@@ -188,10 +188,7 @@ class ImageClassification(TextClassification):
 
         return load_images(path, text_col, label_col, require_labels=require_labels)
 
-    def load_for(self, model, data, text_col=None, label_col=None):
-        if isinstance(data, str | Path):
-            return self.load(data, text_col, label_col)
-        return data
+    load_for = Task.load_for  # the task's own loader (text classification's reads texts)
 
     def check_trainable(self, ds) -> None:
         if ds.labels is None:
